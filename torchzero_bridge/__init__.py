@@ -1,0 +1,33 @@
+"""torchzero_bridge: fit PyTorch models with scipy, nevergrad, optuna and zeroth-order optimizers.
+
+Example:
+    >>> import torchzero_bridge as tzb
+    >>> sorted(n for n in tzb.__all__ if n.endswith("Wrapper"))[:1]
+    ['MinimizeWrapper']
+"""
+
+from torchzero_bridge.core import BridgeOptimizer, FlatParams, Objective, StopSolve
+from torchzero_bridge.errors import (
+    BridgeWarning,
+    ClosureError,
+    IgnoredOptionWarning,
+    MissingGradientError,
+    NonFiniteLossWarning,
+)
+from torchzero_bridge.scipy import MinimizeWrapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BridgeOptimizer",
+    "BridgeWarning",
+    "ClosureError",
+    "FlatParams",
+    "IgnoredOptionWarning",
+    "MinimizeWrapper",
+    "MissingGradientError",
+    "NonFiniteLossWarning",
+    "Objective",
+    "StopSolve",
+    "__version__",
+]

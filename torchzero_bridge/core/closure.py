@@ -1,0 +1,139 @@
+"""Closure conventions: how the library calls a user's closure.
+
+Three kinds of closure are understood:
+
+* a **plain** torch closure (``zero_grad``, forward, ``backward``, ``return loss``);
+* a closure that **accepts** ``backward`` (``def closure(backward=True)``): value-only
+  evaluations skip the backward pass and run under ``torch.no_grad()``, and exact
+  Hessian-vector products are built by double backward;
+* a **gngdb-style closure object** with a ``.model`` attribute and a static
+  ``.loss(model)`` method: also gets exact Hessians.
+
+Example:
+    >>> import torch
+    >>> from torchzero_bridge.core.closure import ClosureAdapter
+    >>> w = torch.ones(3, requires_grad=True)
+    >>> def closure(backward=True):
+    ...     loss = (w ** 2).sum()
+    ...     if backward:
+    ...         loss.backward()
+    ...     return loss
+    >>> ClosureAdapter(closure).value()
+    3.0
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from torchzero_bridge.errors import ClosureError
+
+__all__ = ["ClosureAdapter", "loss_to_float", "accepts_backward"]
+
+
+def accepts_backward(closure: Callable[..., Any]) -> bool:
+    """True when ``closure`` takes a ``backward`` argument (or ``**kwargs``)."""
+    try:
+        sig = inspect.signature(closure)
+    except (TypeError, ValueError):
+        return False
+    for p in sig.parameters.values():
+        if p.name == "backward" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            return True
+        if p.kind is p.VAR_KEYWORD:
+            return True
+    return False
+
+
+def loss_to_float(loss: Any) -> float:
+    """Convert a closure's return value to a Python float.
+
+    Raises:
+        ClosureError: ``None``, a tensor with more than one element, a complex value, or
+            something that is not a number.
+    """
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1:
+            raise ClosureError(
+                f"the closure must return a scalar loss; got a tensor of shape {tuple(loss.shape)} "
+                "(reduce it, e.g. with .mean() or .sum())"
+            )
+        if loss.is_complex():
+            raise ClosureError("the closure must return a real scalar loss; got a complex tensor")
+        return float(loss.item())
+    if loss is None:
+        raise ClosureError("the closure returned None; it must return the loss (a scalar tensor or float)")
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)) and not hasattr(loss, "__float__"):
+        raise ClosureError(f"the closure must return a scalar loss; got {type(loss).__name__}")
+    if isinstance(loss, complex):
+        raise ClosureError("the closure must return a real scalar loss; got a complex number")
+    try:
+        return float(loss)
+    except (TypeError, ValueError):
+        raise ClosureError(f"the closure must return a scalar loss; got {type(loss).__name__}") from None
+
+
+class ClosureAdapter:
+    """Uniform calls into any supported closure.
+
+    Args:
+        closure: the user's closure (plain, ``backward``-aware, or a gngdb-style object).
+
+    Attributes:
+        accepts_backward: the closure can skip its backward pass.
+        has_graph: the loss can be obtained with its autograd graph and no backward pass
+            (needed for exact Hessian-vector products).
+    """
+
+    def __init__(self, closure: Callable[..., Any]) -> None:
+        if closure is None or not callable(closure):
+            raise TypeError(
+                "step() needs a closure: a callable that re-evaluates the model and returns the loss"
+            )
+        self.closure = closure
+        self.is_object = hasattr(closure, "model") and callable(getattr(closure, "loss", None))
+        self.accepts_backward = accepts_backward(closure)
+        self.has_graph = self.accepts_backward or self.is_object
+
+    def value(self) -> float:
+        """Loss only. Runs without backward under ``no_grad`` when the closure allows it."""
+        if self.is_object:
+            with torch.no_grad():
+                return loss_to_float(self.closure.loss(self.closure.model))  # type: ignore[attr-defined]
+        if self.accepts_backward:
+            with torch.no_grad():
+                return loss_to_float(self.closure(backward=False))
+        with torch.enable_grad():
+            return loss_to_float(self.closure())
+
+    def value_and_backward(self) -> float:
+        """Loss with a backward pass; the gradients land in each parameter's ``.grad``."""
+        with torch.enable_grad():
+            if self.accepts_backward:
+                return loss_to_float(self.closure(backward=True))
+            return loss_to_float(self.closure())
+
+    def graph(self) -> torch.Tensor:
+        """The loss tensor with its autograd graph, no backward pass run."""
+        with torch.enable_grad():
+            if self.is_object:
+                loss = self.closure.loss(self.closure.model)  # type: ignore[attr-defined]
+            else:
+                loss = self.closure(backward=False)
+        if not isinstance(loss, torch.Tensor):
+            raise ClosureError(
+                "exact Hessian-vector products need the closure to return a tensor loss "
+                f"connected to the parameters; got {type(loss).__name__}"
+            )
+        loss_to_float(loss)  # validates shape / dtype
+        if not loss.requires_grad:
+            raise ClosureError(
+                "the loss does not depend on any parameter with requires_grad=True, so no "
+                "gradient or Hessian can be computed"
+            )
+        return loss
+

@@ -1,0 +1,384 @@
+"""Objective: a user's closure seen by a solver as ``fun``/``grad``/``hessp``/``hess`` on float64 vectors.
+
+Every evaluation is memoized on a copy of ``x``: asking for the value and then the gradient
+at the same point runs the closure once. Counters record closure runs (``nfev``), gradient
+evaluations (``ngev``) and Hessian(-vector) products (``nhev``). The best finite point seen
+is kept so an interrupted solve can restore it.
+
+Hessian-vector products:
+
+* ``"autograd"`` (default): one forward and one backward with ``create_graph`` per point,
+  then one extra backward per product. Needs a closure that accepts ``backward`` or a
+  gngdb-style closure object; a plain closure falls back to ``"central"`` with a warning.
+* ``"forward"``: ``(g(x + h v) - g(x)) / h`` (one gradient evaluation per product).
+* ``"central"``: ``(g(x + h v) - g(x - h v)) / 2h`` (two per product).
+
+Example:
+    >>> import numpy as np, torch
+    >>> from torchzero_bridge.core.flat import FlatParams
+    >>> from torchzero_bridge.core.objective import Objective
+    >>> w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    >>> def closure(backward=True):
+    ...     loss = ((w - 1.0) ** 2).sum()
+    ...     if backward:
+    ...         w.grad = None
+    ...         loss.backward()
+    ...     return loss
+    >>> obj = Objective(FlatParams([w]), closure)
+    >>> f, g = obj.fun_and_grad(np.zeros(2))
+    >>> f, g.tolist(), obj.nfev
+    (2.0, [-2.0, -2.0], 1)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
+from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.errors import MissingGradientError, NonFiniteLossWarning
+
+__all__ = ["Objective", "StopSolve", "HVP_METHODS", "NONFINITE_POLICIES"]
+
+HVP_METHODS = ("autograd", "forward", "central")
+NONFINITE_POLICIES = ("inf", "raise", "pass")
+
+HvpMethod = Literal["autograd", "forward", "central"]
+NonFinitePolicy = Literal["inf", "raise", "pass"]
+
+
+class StopSolve(Exception):
+    """Raised inside a solve to end it cleanly (timeout, a callback asking to stop).
+
+    Args:
+        reason: the message put into ``result.message``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Objective:
+    """Memoized, counted view of a closure for solvers working on float64 vectors.
+
+    Args:
+        flat: the parameter layout.
+        closure: the user's closure (plain, ``backward``-aware, or gngdb-style object).
+        hvp_method: how Hessian-vector products are formed (see module docstring).
+        uses_hessian: the solver will ask for ``hessp``/``hess``; with
+            ``hvp_method="autograd"`` every gradient evaluation then keeps its graph so
+            products at that point need no second closure run.
+        nonfinite: what the solver sees when the loss is NaN or infinite: ``"inf"``
+            (default) reports ``+inf`` so line searches back off, ``"raise"`` raises
+            ``FloatingPointError``, ``"pass"`` hands the value through unchanged.
+        deadline: ``time.perf_counter()`` value after which evaluations raise
+            :class:`StopSolve`.
+        on_eval: called with each new loss value (progress bars, logging).
+
+    Raises:
+        ValueError: unknown ``hvp_method`` or ``nonfinite``.
+    """
+
+    def __init__(
+        self,
+        flat: FlatParams,
+        closure: Callable[..., Any],
+        *,
+        hvp_method: HvpMethod = "autograd",
+        uses_hessian: bool = False,
+        nonfinite: NonFinitePolicy = "inf",
+        deadline: float | None = None,
+        timeout: float | None = None,
+        on_eval: Callable[[float], None] | None = None,
+    ) -> None:
+        if hvp_method not in HVP_METHODS:
+            raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.flat = flat
+        self.adapter = ClosureAdapter(closure)
+        if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
+            warnings.warn(
+                "exact Hessian-vector products need a closure that accepts `backward` "
+                "(def closure(backward=True)) or a closure object with .model and .loss(model); "
+                "this closure has neither, so hvp_method='central' finite differences are used",
+                stacklevel=3,
+            )
+            hvp_method = "central"
+        self.hvp_method: HvpMethod = hvp_method
+        self.graph_grads = uses_hessian and hvp_method == "autograd"
+        self.nonfinite = nonfinite
+        self.deadline = deadline
+        self.timeout = timeout
+        self.on_eval = on_eval
+
+        self.nfev = 0
+        self.ngev = 0
+        self.nhev = 0
+        self.n_nonfinite = 0
+
+        n = flat.n
+        self._pool = [np.empty(n), np.empty(n), np.empty(n)]
+        self._last_x: np.ndarray | None = None
+        self._last_f = math.nan
+        self._last_g: np.ndarray | None = None
+        self._graph: tuple[list[torch.Tensor], list[int]] | None = None
+        self.best_x: np.ndarray | None = None
+        self.best_f = math.inf
+        self.best_g: np.ndarray | None = None
+        self._diff_idx = [i for i, p in enumerate(flat.params) if p.requires_grad]
+        self._diff_params = [flat.params[i] for i in self._diff_idx]
+
+    # ------------------------------------------------------------------ scipy-facing API
+    def fun(self, x: np.ndarray, *args: Any) -> float:
+        """Loss at ``x`` (computes the gradient too when a gradient solver is running)."""
+        self._evaluate(x, self.graph_grads or self._want_grad)
+        return self._last_f
+
+    def grad(self, x: np.ndarray, *args: Any) -> np.ndarray:
+        """Gradient at ``x`` as a new float64 vector."""
+        self._evaluate(x, True)
+        return self._last_g  # type: ignore[return-value]
+
+    def fun_and_grad(self, x: np.ndarray, *args: Any) -> tuple[float, np.ndarray]:
+        """``(loss, gradient)`` at ``x`` from one closure run."""
+        self._evaluate(x, True)
+        return self._last_f, self._last_g  # type: ignore[return-value]
+
+    def value(self, x: np.ndarray, *args: Any) -> float:
+        """Loss at ``x`` without any gradient (for derivative-free solvers)."""
+        self._evaluate(x, False)
+        return self._last_f
+
+    _want_grad = False
+
+    def expect_gradients(self, flag: bool = True) -> None:
+        """Make :meth:`fun` compute the gradient along with the value (gradient solvers)."""
+        self._want_grad = flag
+
+    def hessp(self, x: np.ndarray, p: np.ndarray, *args: Any) -> np.ndarray:
+        """Hessian at ``x`` times vector ``p``."""
+        p = np.asarray(p, dtype=np.float64).reshape(-1)
+        self.nhev += 1
+        if self.hvp_method == "autograd":
+            self._evaluate(x, True, graph=True)
+            return self._graph_hvp(p)
+        return self._fd_hvp(np.asarray(x, dtype=np.float64), p)
+
+    def hess(self, x: np.ndarray, *args: Any) -> np.ndarray:
+        """Dense Hessian at ``x`` (``n`` Hessian-vector products; for methods that need it)."""
+        n = self.flat.n
+        if self.hvp_method == "autograd":
+            self._evaluate(x, True, graph=True)
+            self.nhev += 1
+            H = self._graph_hess()
+        else:
+            H = np.empty((n, n))
+            xx = np.asarray(x, dtype=np.float64)
+            e = np.zeros(n)
+            self.nhev += 1
+            for i in range(n):
+                e[i] = 1.0
+                H[:, i] = self._fd_hvp(xx, e)
+                e[i] = 0.0
+            H = 0.5 * (H + H.T)
+        return H
+
+    # ------------------------------------------------------------------ state
+    @property
+    def last_x(self) -> np.ndarray | None:
+        """The most recently evaluated point (read-only view)."""
+        return self._last_x
+
+    def gradient_at(self, x: np.ndarray) -> np.ndarray | None:
+        """The gradient already computed at ``x`` (last or best point), else ``None``."""
+        for px, pg in ((self._last_x, self._last_g), (self.best_x, self.best_g)):
+            if px is not None and pg is not None and _same(x, px):
+                return pg
+        return None
+
+    def value_at(self, x: np.ndarray) -> float | None:
+        """The loss already computed at ``x`` (last or best point), else ``None``."""
+        if self._last_x is not None and _same(x, self._last_x):
+            return self._last_f
+        if self.best_x is not None and _same(x, self.best_x):
+            return self.best_f
+        return None
+
+    def release(self) -> None:
+        """Drop the kept autograd graph (frees memory after a solve)."""
+        self._graph = None
+
+    # ------------------------------------------------------------------ internals
+    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 1:
+            x = x.reshape(-1)
+        last = self._last_x
+        if last is not None and x[0] == last[0] and np.array_equal(x, last):
+            if (not need_grad or self._last_g is not None) and (not graph or self._graph is not None):
+                return
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        graph = graph or (need_grad and self.graph_grads)
+        buf = self._free_buffer()
+        np.copyto(buf, x)
+        self.flat.write(buf)
+        self._graph = None
+        self._last_x = None  # the model no longer holds the memoized point
+        if graph:
+            f, g = self._run_graph()
+        elif need_grad:
+            f = self.adapter.value_and_backward()
+            g = self._collect_grad()
+        else:
+            f = self.adapter.value()
+            g = None
+        self.nfev += 1
+        if g is not None:
+            self.ngev += 1
+        if not math.isfinite(f):
+            f, g = self._nonfinite(f, g, buf)
+        elif f < self.best_f:
+            self.best_f = f
+            self.best_x = buf
+            self.best_g = g
+        self._last_x, self._last_f, self._last_g = buf, f, g
+        if self.on_eval is not None:
+            self.on_eval(f)
+
+    def _free_buffer(self) -> np.ndarray:
+        for b in self._pool:
+            if b is not self._last_x and b is not self.best_x:
+                return b
+        raise AssertionError("unreachable: three buffers, two in use")
+
+    def _collect_grad(self) -> np.ndarray:
+        grads = self.flat.grads()
+        if self._diff_params and all(g is None for g in grads):
+            raise MissingGradientError(
+                "the closure returned a loss but no parameter has a .grad: a gradient-based method "
+                "needs the closure to call loss.backward() (or to accept `backward` and call it "
+                "when backward=True); for derivative-free methods pass jac=False"
+            )
+        return self.flat.flatten(grads)
+
+    def _run_graph(self) -> tuple[float, np.ndarray]:
+        loss = self.adapter.graph()
+        f = loss_to_float(loss)
+        with torch.enable_grad():
+            gs = torch.autograd.grad(loss, self._diff_params, create_graph=True, allow_unused=True)
+        full: list[torch.Tensor | None] = [None] * len(self.flat.params)
+        outs: list[torch.Tensor] = []
+        idx: list[int] = []
+        for k, g in zip(self._diff_idx, gs):
+            if g is None:
+                continue
+            full[k] = g.detach()
+            if g.requires_grad:
+                outs.append(torch.view_as_real(g) if g.is_complex() else g)
+                idx.append(k)
+        self._graph = (outs, idx)
+        return f, self.flat.flatten(full)
+
+    def _graph_hvp(self, v: np.ndarray) -> np.ndarray:
+        outs, idx = self._graph  # type: ignore[misc]
+        if not outs:
+            return np.zeros(self.flat.n)
+        pieces = self.flat.unflatten(v)
+        with torch.enable_grad():
+            res = torch.autograd.grad(
+                outs, self._diff_params, grad_outputs=[pieces[k] for k in idx], retain_graph=True, allow_unused=True
+            )
+        return self._scatter(res)
+
+    def _graph_hess(self) -> np.ndarray:
+        outs, idx = self._graph  # type: ignore[misc]
+        n = self.flat.n
+        if not outs:
+            return np.zeros((n, n))
+        eye = torch.eye(n, dtype=torch.float64)
+        batched = []
+        for k in idx:
+            a, b = self.flat.offsets[k], self.flat.offsets[k + 1]
+            o = outs[idx.index(k)]
+            batched.append(eye[:, a:b].reshape((n,) + tuple(o.shape)).to(device=o.device, dtype=o.dtype))
+        try:
+            with torch.enable_grad():
+                res = torch.autograd.grad(
+                    outs, self._diff_params, grad_outputs=batched, retain_graph=True,
+                    allow_unused=True, is_grads_batched=True,
+                )
+            H = np.empty((n, n))
+            for row in range(n):
+                H[row] = self._scatter([None if r is None else r[row] for r in res])
+        except RuntimeError:  # an op without a batching rule: one product per column
+            H = np.stack([self._graph_hvp(eye[i].numpy()) for i in range(n)])
+        return 0.5 * (H + H.T)
+
+    def _scatter(self, res: Any) -> np.ndarray:
+        full: list[torch.Tensor | None] = [None] * len(self.flat.params)
+        for k, r in zip(self._diff_idx, res):
+            full[k] = r
+        return self.flat.flatten(full).copy()
+
+    def _fd_hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
+        vnorm = float(np.linalg.norm(v))
+        if vnorm == 0.0:
+            return np.zeros_like(v)
+        xnorm = float(np.linalg.norm(x))
+        if self.hvp_method == "forward":
+            h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
+            self._evaluate(x, True)
+            g0 = self._last_g
+            g1 = self._grad_probe(x + h * v)
+            return (g1 - g0) / h  # type: ignore[operator]
+        h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
+        g1 = self._grad_probe(x + h * v)
+        g2 = self._grad_probe(x - h * v)
+        return (g1 - g2) / (2.0 * h)
+
+    def _grad_probe(self, y: np.ndarray) -> np.ndarray:
+        """Gradient at a finite-difference probe point, outside the memo."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        self.flat.write(y)
+        self._last_x = None
+        self._graph = None
+        f = self.adapter.value_and_backward()
+        self.nfev += 1
+        self.ngev += 1
+        g = self._collect_grad()
+        if math.isfinite(f) and f < self.best_f:
+            self.best_f, self.best_g = f, g
+            self.best_x = self._free_buffer()
+            np.copyto(self.best_x, y)
+        return g
+
+    def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
+        self.n_nonfinite += 1
+        if self.n_nonfinite == 1:
+            warnings.warn(
+                f"the closure returned a non-finite loss ({f}); such points are never kept as the "
+                f"answer (nonfinite={self.nonfinite!r})",
+                NonFiniteLossWarning,
+                stacklevel=4,
+            )
+        if self.nonfinite == "raise":
+            raise FloatingPointError(f"the closure returned a non-finite loss ({f})")
+        if self.nonfinite == "inf":
+            return math.inf, (None if g is None else np.zeros_like(g))
+        return f, g
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    return a.shape == b.shape and bool(np.array_equal(a, b))

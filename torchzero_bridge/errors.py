@@ -1,0 +1,40 @@
+"""Error and warning classes raised by torchzero_bridge.
+
+Every error is also a standard Python exception (``ValueError``, ``TypeError``,
+``RuntimeError``) so callers that do not know this module can still catch it.
+
+Example:
+    >>> import warnings
+    >>> from torchzero_bridge.errors import IgnoredOptionWarning
+    >>> warnings.simplefilter("error", IgnoredOptionWarning)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BridgeWarning",
+    "IgnoredOptionWarning",
+    "NonFiniteLossWarning",
+    "MissingGradientError",
+    "ClosureError",
+]
+
+
+class BridgeWarning(UserWarning):
+    """Base class of every warning this library emits."""
+
+
+class IgnoredOptionWarning(BridgeWarning):
+    """An option was given that the chosen solver or method does not use."""
+
+
+class NonFiniteLossWarning(BridgeWarning, RuntimeWarning):
+    """The closure returned NaN or infinity; the point was never kept as an answer."""
+
+
+class MissingGradientError(RuntimeError):
+    """A gradient was needed but the closure produced none (no ``backward()`` call)."""
+
+
+class ClosureError(ValueError):
+    """The closure returned something that is not a scalar loss."""

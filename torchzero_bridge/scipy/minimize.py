@@ -1,0 +1,321 @@
+"""MinimizeWrapper: every ``scipy.optimize.minimize`` method as a torch optimizer.
+
+Drop-in for gngdb's pytorch-minimize (``MinimizeWrapper(params, minimizer_args)``) and also
+configurable with keywords. Gradients come from autograd, Hessian-vector products from
+double backward (or finite differences of gradients), and torch constraints get exact
+Jacobians.
+
+Example:
+    >>> import torch
+    >>> import torchzero_bridge as tzb
+    >>> model = torch.nn.Linear(3, 1)
+    >>> X, y = torch.randn(32, 3), torch.randn(32, 1)
+    >>> opt = tzb.MinimizeWrapper(model.parameters(), {"method": "L-BFGS-B"})
+    >>> def closure(backward=True):
+    ...     opt.zero_grad()
+    ...     loss = torch.nn.functional.mse_loss(model(X), y)
+    ...     if backward:
+    ...         loss.backward()
+    ...     return loss
+    >>> loss = opt.step(closure)
+    >>> opt.result.success
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import Bounds, OptimizeResult, minimize
+
+from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
+from torchzero_bridge.core.objective import HVP_METHODS
+from torchzero_bridge.core.threads import ThreadsSpec
+from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.scipy.constraints import convert_constraints
+from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, method_info
+
+__all__ = ["MinimizeWrapper", "resolve_jac"]
+
+_ARG_KEYS = ("method", "jac", "hess", "hessp", "bounds", "constraints", "tol", "options", "callback")
+_FD_JAC = ("2-point", "3-point")
+_SENTINEL: Any = object()
+
+
+class MinimizeWrapper(BridgeOptimizer):
+    """``scipy.optimize.minimize`` as a ``torch.optim.Optimizer``; one ``step`` is one solve.
+
+    Args:
+        params: tensors or param-group dicts; a group may carry ``bounds=(lo, hi)`` with
+            scalars, tensors shaped like its parameters, or ``None``.
+        minimizer_args: gngdb-style dict of ``minimize`` arguments (``method``, ``jac``,
+            ``hess``, ``hessp``, ``bounds``, ``constraints``, ``tol``, ``options``,
+            ``callback``). Not modified. Keywords below may be used instead.
+        method: a ``minimize`` method name (case-insensitive) or a callable method. Default:
+            scipy's choice (BFGS, L-BFGS-B with bounds, SLSQP with constraints).
+        jac: ``True`` (exact autograd gradient; the default for gradient methods), ``False``
+            or ``None`` (scipy's own finite differences), ``"2-point"``, ``"3-point"``, a
+            callable ``jac(x)``, or a gradient estimator with ``make_scipy_jac(objective)``.
+        hess: for methods that take a Hessian: a callable ``hess(x)``, ``"2-point"``,
+            ``"3-point"`` or a ``HessianUpdateStrategy``; default exact (autograd).
+        hessp: a callable ``hessp(x, p)`` overriding the built-in products.
+        bounds: flat scipy-style bounds (``Bounds`` or ``n`` pairs); or use per-group bounds.
+        constraints: scipy constraints, or torch constraints (zero-argument functions of the
+            parameters) with exact autograd Jacobians.
+        tol: scipy's ``tol``.
+        options: scipy's ``options`` dict for the method.
+        hvp_method: ``"autograd"`` (default), ``"forward"`` or ``"central"``.
+        callback: called after each iteration with an ``OptimizeResult``; return ``True``
+            to stop.
+        timeout: seconds before the run stops cleanly.
+        progress: show a progress bar.
+        threads: BLAS/OpenMP thread limit while scipy runs (``"auto"``, an int, or ``None``).
+        nonfinite: how NaN/inf losses are reported to scipy (``"inf"``, ``"raise"``, ``"pass"``).
+
+    Raises:
+        ValueError: unknown method, bad ``jac``/``hvp_method``, conflicting arguments.
+        TypeError: ``minimizer_args`` is not a dict or holds unknown keys.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        minimizer_args: Mapping[str, Any] | None = None,
+        *,
+        method: str | Callable[..., Any] | None = _SENTINEL,
+        jac: Any = _SENTINEL,
+        hess: Any = _SENTINEL,
+        hessp: Any = _SENTINEL,
+        bounds: Any = _SENTINEL,
+        constraints: Any = _SENTINEL,
+        tol: float | None = _SENTINEL,
+        options: Mapping[str, Any] | None = _SENTINEL,
+        hvp_method: str = "autograd",
+        callback: Callable[[OptimizeResult], Any] | None = _SENTINEL,
+        timeout: float | None = None,
+        progress: bool = False,
+        threads: ThreadsSpec = "auto",
+        nonfinite: str = "inf",
+    ) -> None:
+        args = _merge_args(
+            minimizer_args,
+            method=method, jac=jac, hess=hess, hessp=hessp, bounds=bounds,
+            constraints=constraints, tol=tol, options=options, callback=callback,
+        )
+        if hvp_method not in HVP_METHODS:
+            raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
+        self.minimizer_args = args
+        self.hvp_method = hvp_method
+        self.info = _resolve_method(args)
+        super().__init__(
+            params, {}, callback=args.get("callback"), timeout=timeout, progress=progress,
+            threads=threads, nonfinite=nonfinite,
+        )
+        _validate_jac(args.get("jac", "auto"), self.info)
+        has_bounds = self.flat_params().bounds(args.get("bounds")) is not None  # validates now
+        if has_bounds and not self.info.bounds:
+            warnings.warn(
+                f"method {self.info.name} cannot handle bounds; they are ignored "
+                "(use L-BFGS-B, TNC, SLSQP, Powell, Nelder-Mead, COBYLA, COBYQA or trust-constr)",
+                IgnoredOptionWarning,
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------ hooks
+    def _objective_options(self) -> dict[str, Any]:
+        return {
+            "hvp_method": self.hvp_method,
+            "uses_hessian": self._builtin_hessian() is not None,
+        }
+
+    def _builtin_hessian(self) -> str | None:
+        """``"hessp"``/``"dense"`` when we supply second derivatives ourselves."""
+        a = self.minimizer_args
+        if self.info.hess is None or a.get("hess") is not None or a.get("hessp") is not None:
+            return None
+        if not self.info.gradient or resolve_jac(a.get("jac", "auto"), self.info) != "exact":
+            return None
+        return self.info.hess
+
+    def _bridge_state(self) -> dict[str, Any]:
+        state = super()._bridge_state()
+        state["minimizer_args"] = {k: v for k, v in self.minimizer_args.items() if k != "callback"}
+        state["hvp_method"] = self.hvp_method
+        return state
+
+    def _load_bridge_state(self, state: dict[str, Any]) -> None:
+        super()._load_bridge_state(state)
+        if "minimizer_args" in state:
+            args = dict(state["minimizer_args"])
+            if "callback" in self.minimizer_args:
+                args["callback"] = self.minimizer_args["callback"]
+            self.minimizer_args = args
+            self.info = _resolve_method(args)
+        self.hvp_method = state.get("hvp_method", self.hvp_method)
+
+    # ------------------------------------------------------------------ solve
+    def _solve(self, ctx: SolveContext) -> OptimizeResult:
+        a = self.minimizer_args
+        info = self.info
+        obj = ctx.objective
+        flat = ctx.flat
+        kwargs: dict[str, Any] = {}
+        options = dict(a.get("options") or {})
+
+        jac_kind = resolve_jac(a.get("jac", "auto"), info)
+        if jac_kind == "exact":
+            obj.expect_gradients()
+            fun: Callable[..., Any] = obj.fun
+            kwargs["jac"] = obj.grad
+        elif jac_kind == "none":
+            fun = obj.value
+        elif jac_kind == "estimator":
+            fun = obj.value
+            kwargs["jac"] = a["jac"].make_scipy_jac(obj)
+        else:  # "2-point", "3-point", callable, or scipy's default finite differences
+            fun = obj.value
+            kwargs["jac"] = None if jac_kind == "scipy-default" else a["jac"]
+            if info.fd_rel_step and flat.eps > 1e-10 and "finite_diff_rel_step" not in options:
+                # scipy's default step (about 1e-8 relative) vanishes in float32/16 parameters
+                order3 = kwargs["jac"] == "3-point"
+                options["finite_diff_rel_step"] = flat.eps ** (1 / 3 if order3 else 1 / 2)
+
+        builtin = self._builtin_hessian()
+        if builtin == "hessp":
+            kwargs["hessp"] = obj.hessp
+        elif builtin == "dense":
+            kwargs["hess"] = obj.hess
+        if a.get("hess") is not None:
+            kwargs["hess"] = a["hess"]
+        if a.get("hessp") is not None:
+            kwargs["hessp"] = a["hessp"]
+        if info is CUSTOM:
+            kwargs.setdefault("hess", obj.hess)
+
+        bounds = flat.bounds(a.get("bounds")) if info.bounds else None
+        if bounds is not None:
+            lo, hi = bounds
+            x0 = ctx.x0
+            outside = (x0 < lo) | (x0 > hi)
+            if outside.any():
+                k = int(np.flatnonzero(outside)[0])
+                warnings.warn(
+                    f"the starting point is outside the bounds at {int(outside.sum())} entries "
+                    f"(first: {flat.locate(k)}); it was clipped into the bounds",
+                    stacklevel=4,
+                )
+                ctx.x0 = np.clip(x0, lo, hi)
+            kwargs["bounds"] = Bounds(lo, hi)
+        constraints, _ = convert_constraints(a.get("constraints"), flat)
+        if constraints:
+            kwargs["constraints"] = constraints
+        if a.get("tol") is not None:
+            kwargs["tol"] = a["tol"]
+
+        method = a["method"] if info is CUSTOM else info.name
+        return minimize(fun, ctx.x0, method=method, callback=ctx.callback, options=options, **kwargs)
+
+
+# ---------------------------------------------------------------------- helpers
+def resolve_jac(jac: Any, info: MethodInfo) -> str:
+    """Classify a ``jac`` argument for method ``info``.
+
+    Returns:
+        ``"exact"`` (autograd), ``"none"`` (method uses no gradient), ``"estimator"``,
+        ``"scipy-default"`` (scipy's finite differences), ``"2-point"``/``"3-point"``, or
+        ``"callable"``.
+    """
+    if not info.gradient:
+        return "none"
+    if jac is True or (isinstance(jac, str) and jac == "auto"):
+        return "exact"
+    if jac is None or jac is False:
+        return "scipy-default"
+    if hasattr(jac, "make_scipy_jac"):
+        return "estimator"
+    if isinstance(jac, str) and jac in _FD_JAC:
+        return jac
+    if callable(jac):
+        return "callable"
+    raise ValueError(f"jac: expected True, False, '2-point', '3-point', a callable or an estimator, got {jac!r}")
+
+
+def _validate_jac(jac: Any, info: MethodInfo) -> None:
+    if isinstance(jac, str) and jac == "cs":
+        raise ValueError("jac='cs' (complex step) cannot pass through a torch closure; use True or '3-point'")
+    if not info.gradient:
+        if jac is True or callable(jac) or (isinstance(jac, str) and jac in _FD_JAC):
+            warnings.warn(
+                f"method {info.name} uses no gradient; jac={jac!r} is ignored",
+                IgnoredOptionWarning,
+                stacklevel=4,
+            )
+        return
+    resolve_jac(jac, info)
+
+
+def _merge_args(minimizer_args: Mapping[str, Any] | None, **keywords: Any) -> dict[str, Any]:
+    if minimizer_args is not None and not isinstance(minimizer_args, Mapping):
+        raise TypeError(f"minimizer_args: expected a dict, got {type(minimizer_args).__name__}")
+    args = {k: v for k, v in (minimizer_args or {}).items()}
+    unknown = sorted(set(args) - set(_ARG_KEYS))
+    if unknown:
+        raise TypeError(f"minimizer_args: unknown key(s) {unknown}; expected some of {list(_ARG_KEYS)}")
+    for key, value in keywords.items():
+        if value is _SENTINEL:
+            continue
+        if key in args:
+            raise ValueError(f"{key} given both in minimizer_args and as a keyword; give it once")
+        args[key] = value
+    if args.get("options") is not None:
+        if not isinstance(args["options"], Mapping):
+            raise TypeError(f"options: expected a dict, got {type(args['options']).__name__}")
+        args["options"] = copy.copy(dict(args["options"]))
+    return args
+
+
+def _resolve_method(args: dict[str, Any]) -> MethodInfo:
+    method = args.get("method")
+    if method is None:  # scipy's default choice
+        if args.get("constraints"):
+            method = "SLSQP"
+        elif args.get("bounds") is not None:
+            method = "L-BFGS-B"
+        else:
+            method = "BFGS"
+        args["method"] = method
+    if callable(method):
+        return CUSTOM
+    info = method_info(method)
+    _warn_ignored(args, info)
+    return info
+
+
+def _warn_ignored(args: dict[str, Any], info: MethodInfo) -> None:
+    def warn(what: str) -> None:
+        warnings.warn(f"method {info.name} {what}", IgnoredOptionWarning, stacklevel=5)
+
+    if info.hess is None:
+        for key in ("hess", "hessp"):
+            if args.get(key) is not None:
+                warn(f"uses no Hessian; {key} is ignored")
+                args[key] = None
+    if info.hess == "dense" and args.get("hessp") is not None:
+        warn("needs a dense Hessian; hessp is ignored (give hess instead)")
+        args["hessp"] = None
+    if not info.constraints and args.get("constraints"):
+        warn("cannot handle constraints; they are ignored (use SLSQP, COBYLA, COBYQA or trust-constr)")
+        args["constraints"] = None
+    options = args.get("options") or {}
+    known = known_options(info.key)
+    if known is not None:
+        unknown = sorted(k for k in options if k not in known)
+        if unknown:
+            warn(f"does not use option(s) {unknown}; they are ignored (known: {sorted(known)})")
+            args["options"] = {k: v for k, v in options.items() if k in known}
+

@@ -6,7 +6,7 @@ Example:
     ['MinimizeWrapper']
 """
 
-from torchzero_bridge.core import BridgeOptimizer, FlatParams, Objective, StopSolve
+from torchzero_bridge.core import BatchObjective, BridgeOptimizer, FlatParams, Objective, StopSolve
 from torchzero_bridge.errors import (
     BridgeWarning,
     ClosureError,
@@ -19,6 +19,7 @@ from torchzero_bridge.scipy import MinimizeWrapper
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchObjective",
     "BridgeOptimizer",
     "BridgeWarning",
     "ClosureError",

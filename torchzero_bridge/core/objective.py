@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.errors import MissingGradientError, NonFiniteLossWarning
@@ -105,6 +106,7 @@ class Objective:
             raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}")
         self.flat = flat
         self.adapter = ClosureAdapter(closure)
+        self.batch: BatchObjective | None = closure if isinstance(closure, BatchObjective) else None
         if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
             warnings.warn(
                 "exact Hessian-vector products need a closure that accepts `backward` "
@@ -157,6 +159,35 @@ class Objective:
         """Loss at ``x`` without any gradient (for derivative-free solvers)."""
         self._evaluate(x, False)
         return self._last_f
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """Loss at each row of ``X`` (shape ``(pop, n)``), without gradients.
+
+        One vectorized pass per chunk when the closure is a :class:`BatchObjective`, else
+        one closure run per row. Counters, the best point and non-finite handling are the
+        same as for single evaluations; the parameters are not modified by batched passes.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.flat.n:
+            raise ValueError(f"X: expected shape (pop, {self.flat.n}), got {X.shape}")
+        if self.batch is None:
+            return np.array([self.value(x) for x in X])
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        f = self.batch.evaluate(self.flat, X)
+        self.nfev += len(f)
+        for i in range(len(f)):
+            fi = float(f[i])
+            if not math.isfinite(fi):
+                f[i], _ = self._nonfinite(fi, None, X[i])
+            elif fi < self.best_f:
+                self.best_f, self.best_g = fi, None
+                buf = self._free_buffer()
+                np.copyto(buf, X[i])
+                self.best_x = buf
+            if self.on_eval is not None:
+                self.on_eval(float(f[i]))
+        return f
 
     _want_grad = False
 

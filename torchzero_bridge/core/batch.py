@@ -1,0 +1,152 @@
+"""BatchObjective: evaluate many flat parameter vectors in one vectorized pass.
+
+Population solvers (differential evolution, nevergrad with several workers, particle
+swarms...) ask for the loss at many points at once. Given a module and a *pure* loss
+function, :class:`BatchObjective` evaluates a whole population with
+``torch.func.functional_call`` under ``torch.vmap``, in chunks of at most ``chunk_size``
+points to bound memory. A plain closure keeps working, one point at a time.
+
+Example:
+    >>> import torch, numpy as np
+    >>> import torchzero_bridge as tzb
+    >>> model = torch.nn.Linear(2, 1)
+    >>> X, y = torch.randn(16, 2), torch.randn(16, 1)
+    >>> batch = tzb.BatchObjective(model, lambda m, X, y: ((m(X) - y) ** 2).mean(), X, y)
+    >>> flat = tzb.FlatParams(model.parameters())
+    >>> losses = batch.evaluate(flat, np.stack([flat.read(), flat.read() + 1.0]))
+    >>> losses.shape
+    (2,)
+
+A ``BatchObjective`` is also a closure (``opt.step(batch)``): called, it returns the loss at
+the model's current parameters, and population solvers detect it and batch their calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchzero_bridge.core.flat import FlatParams
+
+__all__ = ["BatchObjective"]
+
+
+class _LossModule(torch.nn.Module):
+    """Wraps ``loss_fn(model, *inputs)`` so ``functional_call`` can swap the model's tensors."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.loss_fn(self.model, *inputs)
+
+
+class BatchObjective:
+    """A module plus a pure loss, evaluable at many parameter vectors at once.
+
+    Args:
+        model: the module whose parameters (some or all) are being optimized.
+        loss_fn: ``loss_fn(model, *inputs) -> scalar tensor``. It must be pure: no in-place
+            updates of module state, no Python control flow on tensor values, no ``.item()``
+            (``torch.vmap`` rules).
+        *inputs: tensors (data, targets) passed to ``loss_fn`` after the model.
+        chunk_size: at most this many points per vectorized pass (``None`` = all at once).
+
+    Raises:
+        TypeError: ``model`` is not a module or ``loss_fn`` is not callable.
+        ValueError: ``chunk_size`` is not a positive int.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss_fn: Callable[..., Any],
+        *inputs: Any,
+        chunk_size: int | None = None,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn: expected a callable loss_fn(model, *inputs), got {type(loss_fn).__name__}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.inputs = inputs
+        self.chunk_size = chunk_size
+        self._wrapper = _LossModule(model, loss_fn)
+        self._names: dict[int, str] = {}
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            self._names.setdefault(id(t), "model." + name)
+
+    def names_for(self, flat: FlatParams) -> list[str]:
+        """Module attribute names of the optimized tensors, in flat order.
+
+        Raises:
+            ValueError: an optimized tensor is not a parameter or buffer of ``model``, or is
+                complex (not supported in batched evaluation).
+        """
+        names = []
+        for i, p in enumerate(flat.params):
+            name = self._names.get(id(p))
+            if name is None:
+                raise ValueError(
+                    f"BatchObjective: {flat.name(i)} is not a parameter or buffer of the given model; "
+                    "batched evaluation can only substitute the model's own tensors"
+                )
+            if p.is_complex():
+                raise ValueError(f"BatchObjective: {flat.name(i)} is complex; batched evaluation supports real tensors")
+            names.append(name)
+        return names
+
+    def loss(self, model: torch.nn.Module | None = None) -> torch.Tensor:
+        """The loss at the model's current parameters (with autograd graph)."""
+        return self.loss_fn(self.model if model is None else model, *self.inputs)
+
+    def __call__(self, backward: bool = True) -> torch.Tensor:
+        """Closure protocol: a ``BatchObjective`` can be passed to any ``step``.
+
+        Args:
+            backward: also run the backward pass (gradients land in ``.grad``).
+        """
+        if not backward:
+            return self.loss()
+        for p in self.model.parameters():
+            p.grad = None
+        loss = self.loss()
+        loss.backward()
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, flat: FlatParams, X: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Loss at each row of ``X`` (shape ``(pop, n)``), as a float64 array of length ``pop``.
+
+        Integer entries are rounded exactly as :meth:`FlatParams.write` rounds them.
+        """
+        names = self.names_for(flat)
+        Xt = torch.as_tensor(np.asarray(X, dtype=np.float64)) if not isinstance(X, torch.Tensor) else X
+        if Xt.ndim != 2 or Xt.shape[1] != flat.n:
+            raise ValueError(f"X: expected shape (pop, {flat.n}), got {tuple(Xt.shape)}")
+        if flat.has_integers:
+            Xt = torch.as_tensor(np.stack([flat.round_integers(r) for r in Xt.cpu().numpy()]))
+        pop = Xt.shape[0]
+        step = pop if self.chunk_size is None else self.chunk_size
+        out = np.empty(pop)
+        for start in range(0, pop, step):
+            chunk = Xt[start : start + step]
+            params = {}
+            for i, (name, p) in enumerate(zip(names, flat.params)):
+                piece = chunk[:, flat.offsets[i] : flat.offsets[i + 1]]
+                params[name] = piece.reshape((chunk.shape[0], *p.shape)).to(device=p.device, dtype=p.dtype)
+            losses = torch.vmap(self._call_one, in_dims=(0,), randomness="different")(params)
+            out[start : start + chunk.shape[0]] = losses.detach().to("cpu", torch.float64).reshape(-1).numpy()
+        return out
+
+    def _call_one(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = torch.func.functional_call(self._wrapper, params, self.inputs, strict=False)
+        return loss.reshape(())

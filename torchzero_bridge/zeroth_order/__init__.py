@@ -1,0 +1,1 @@
+"""Native torch zeroth-order optimizers (gradient estimators, random search, populations)."""

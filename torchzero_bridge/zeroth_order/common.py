@@ -1,0 +1,77 @@
+"""Shared pieces of the native torch zeroth-order optimizers: seeding and closure calls.
+
+Example:
+    >>> import torch
+    >>> from torchzero_bridge.zeroth_order.common import SeededRNG, evaluate
+    >>> rng = SeededRNG(seed=0)
+    >>> a = torch.randn(3, generator=rng.get(torch.device("cpu")))
+    >>> w = torch.ones(2, requires_grad=True)
+    >>> evaluate(lambda backward=True: (w ** 2).sum())
+    2.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from torchzero_bridge.core.closure import ClosureAdapter
+
+__all__ = ["SeededRNG", "evaluate", "require_closure"]
+
+
+class SeededRNG:
+    """One ``torch.Generator`` per device, seeded reproducibly, with a saveable state.
+
+    Args:
+        seed: integer seed; ``None`` draws one from torch's global generator (so
+            ``torch.manual_seed`` still makes runs reproducible).
+        generator: use this generator for its device instead of creating one.
+
+    Raises:
+        TypeError: ``seed`` is not an int.
+    """
+
+    def __init__(self, seed: int | None = None, generator: torch.Generator | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.seed = seed
+        self._gens: dict[str, torch.Generator] = {}
+        if generator is not None:
+            self._gens[str(generator.device)] = generator
+
+    def get(self, device: torch.device | str) -> torch.Generator:
+        """The generator for ``device`` (created and seeded on first use)."""
+        key = str(torch.device(device))
+        gen = self._gens.get(key)
+        if gen is None:
+            gen = torch.Generator(device=key)
+            gen.manual_seed(self.seed + len(self._gens))
+            self._gens[key] = gen
+        return gen
+
+    def state_dict(self) -> dict[str, Any]:
+        """Seed and every generator's state."""
+        return {"seed": self.seed, "states": {k: g.get_state() for k, g in self._gens.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.seed = int(state["seed"])
+        for key, st in state.get("states", {}).items():
+            self.get(key).set_state(st)
+
+
+def require_closure(closure: Callable[..., Any] | None, owner: str) -> Callable[..., Any]:
+    """Return ``closure`` or raise a ``TypeError`` naming ``owner`` when it is missing."""
+    if closure is None:
+        raise TypeError(f"{owner}.step() needs a closure that re-evaluates the model and returns the loss")
+    return closure
+
+
+def evaluate(closure: Callable[..., Any]) -> float:
+    """Loss only: ``closure(backward=False)`` under ``no_grad`` when accepted, else ``closure()``."""
+    return ClosureAdapter(closure).value()

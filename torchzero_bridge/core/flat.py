@@ -133,7 +133,10 @@ class FlatParams:
                 fast_dst.append(r)
                 fast_src.append(self._views[i])
         self._fast_params = fast_dst
+        self._fast_data = [r.data for r in fast_dst]  # aliases whose writes skip version bumps
         self._fast_views = fast_src
+        self.version = 0
+        self.silent = False
         self.has_integers = bool(self.integer_mask.any())
         floats = [r.dtype for r in self._real if r.is_floating_point()]
         self.eps = max((torch.finfo(d).eps for d in floats), default=float(np.finfo(np.float64).eps))
@@ -162,13 +165,20 @@ class FlatParams:
 
     @torch.no_grad()
     def write(self, x: np.ndarray) -> None:
-        """Copy flat vector ``x`` into the parameters in place (integers are rounded)."""
+        """Copy flat vector ``x`` into the parameters in place (integers are rounded).
+
+        Every write increments :attr:`version`. While :attr:`silent` is set, writes leave the
+        tensors' autograd version counters alone, so a graph recorded at an earlier point
+        stays usable once that point is written back (exact Hessian-vector products at a
+        remembered point after evaluating elsewhere).
+        """
         if x is not self._buf_np:
             np.copyto(self._buf_np, x, casting="unsafe")
+        self.version += 1
         if self._fast_params:
-            torch._foreach_copy_(self._fast_params, self._fast_views)
+            torch._foreach_copy_(self._fast_data if self.silent else self._fast_params, self._fast_views)
         for i in self._slow:
-            r = self._real[i]
+            r = self._real[i].data if self.silent else self._real[i]
             v = self._views[i]
             if r.dtype == torch.bool:
                 r.copy_(v >= 0.5)

@@ -117,6 +117,8 @@ class Objective:
             hvp_method = "central"
         self.hvp_method: HvpMethod = hvp_method
         self.graph_grads = uses_hessian and hvp_method == "autograd"
+        if self.graph_grads:
+            flat.silent = True  # keep recorded graphs valid across evaluations (see FlatParams.write)
         self.nonfinite = nonfinite
         self.deadline = deadline
         self.timeout = timeout
@@ -128,37 +130,45 @@ class Objective:
         self.n_nonfinite = 0
 
         n = flat.n
-        self._pool = [np.empty(n), np.empty(n), np.empty(n)]
-        self._last_x: np.ndarray | None = None
-        self._last_f = math.nan
-        self._last_g: np.ndarray | None = None
-        self._graph: tuple[list[torch.Tensor], list[int]] | None = None
-        self.best_x: np.ndarray | None = None
-        self.best_f = math.inf
-        self.best_g: np.ndarray | None = None
+        self._pool = [np.empty(n) for _ in range(_MEMO_SIZE + 2)]
+        self._memo: list[_Point] = []  # most recently used first
+        self._best: _Point | None = None
         self._diff_idx = [i for i, p in enumerate(flat.params) if p.requires_grad]
         self._diff_params = [flat.params[i] for i in self._diff_idx]
+
+    # ------------------------------------------------------------------ best point
+    @property
+    def best_x(self) -> np.ndarray | None:
+        """The best finite point seen (``None`` before any finite loss)."""
+        return None if self._best is None else self._best.x
+
+    @property
+    def best_f(self) -> float:
+        """The loss at :attr:`best_x` (``inf`` before any finite loss)."""
+        return math.inf if self._best is None else self._best.f
+
+    @property
+    def best_g(self) -> np.ndarray | None:
+        """The gradient at :attr:`best_x`, when one was computed there."""
+        return None if self._best is None else self._best.g
 
     # ------------------------------------------------------------------ scipy-facing API
     def fun(self, x: np.ndarray, *args: Any) -> float:
         """Loss at ``x`` (computes the gradient too when a gradient solver is running)."""
-        self._evaluate(x, self.graph_grads or self._want_grad)
-        return self._last_f
+        return self._evaluate(x, self.graph_grads or self._want_grad).f
 
     def grad(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Gradient at ``x`` as a new float64 vector."""
-        self._evaluate(x, True)
-        return self._last_g  # type: ignore[return-value]
+        return self._evaluate(x, True).g  # type: ignore[return-value]
 
     def fun_and_grad(self, x: np.ndarray, *args: Any) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``x`` from one closure run."""
-        self._evaluate(x, True)
-        return self._last_f, self._last_g  # type: ignore[return-value]
+        e = self._evaluate(x, True)
+        return e.f, e.g  # type: ignore[return-value]
 
     def value(self, x: np.ndarray, *args: Any) -> float:
         """Loss at ``x`` without any gradient (for derivative-free solvers)."""
-        self._evaluate(x, False)
-        return self._last_f
+        return self._evaluate(x, False).f
 
     def values(self, X: np.ndarray) -> np.ndarray:
         """Loss at each row of ``X`` (shape ``(pop, n)``), without gradients.
@@ -181,10 +191,7 @@ class Objective:
             if not math.isfinite(fi):
                 f[i], _ = self._nonfinite(fi, None, X[i])
             elif fi < self.best_f:
-                self.best_f, self.best_g = fi, None
-                buf = self._free_buffer()
-                np.copyto(buf, X[i])
-                self.best_x = buf
+                self._set_best(_Point(self._copy_to_free(X[i]), fi, None, None))
             if self.on_eval is not None:
                 self.on_eval(float(f[i]))
         return f
@@ -200,17 +207,16 @@ class Objective:
         p = np.asarray(p, dtype=np.float64).reshape(-1)
         self.nhev += 1
         if self.hvp_method == "autograd":
-            self._evaluate(x, True, graph=True)
-            return self._graph_hvp(p)
+            return self._graph_hvp(self._evaluate(x, True, graph=True), p)
         return self._fd_hvp(np.asarray(x, dtype=np.float64), p)
 
     def hess(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Dense Hessian at ``x`` (``n`` Hessian-vector products; for methods that need it)."""
         n = self.flat.n
         if self.hvp_method == "autograd":
-            self._evaluate(x, True, graph=True)
+            e = self._evaluate(x, True, graph=True)
             self.nhev += 1
-            H = self._graph_hess()
+            H = self._graph_hess(e)
         else:
             H = np.empty((n, n))
             xx = np.asarray(x, dtype=np.float64)
@@ -227,46 +233,53 @@ class Objective:
     @property
     def last_x(self) -> np.ndarray | None:
         """The most recently evaluated point (read-only view)."""
-        return self._last_x
+        return self._memo[0].x if self._memo else None
 
     def gradient_at(self, x: np.ndarray) -> np.ndarray | None:
         """The gradient already computed at ``x`` (last or best point), else ``None``."""
-        for px, pg in ((self._last_x, self._last_g), (self.best_x, self.best_g)):
-            if px is not None and pg is not None and _same(x, px):
-                return pg
-        return None
+        e = self._find(np.asarray(x, dtype=np.float64).reshape(-1))
+        return None if e is None else e.g
 
     def value_at(self, x: np.ndarray) -> float | None:
         """The loss already computed at ``x`` (last or best point), else ``None``."""
-        if self._last_x is not None and _same(x, self._last_x):
-            return self._last_f
-        if self.best_x is not None and _same(x, self.best_x):
-            return self.best_f
-        return None
+        e = self._find(np.asarray(x, dtype=np.float64).reshape(-1))
+        return None if e is None else e.f
 
     def release(self) -> None:
-        """Drop the kept autograd graph (frees memory after a solve)."""
-        self._graph = None
+        """Drop the kept autograd graphs (frees memory after a solve); writes bump versions again."""
+        for e in [*self._memo, self._best]:
+            if e is not None:
+                e.graph = None
+        self.flat.silent = False
 
     # ------------------------------------------------------------------ internals
-    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False) -> None:
+    def _find(self, x: np.ndarray) -> _Point | None:
+        memo = self._memo
+        for i, e in enumerate(memo):
+            if x[0] == e.x[0] and np.array_equal(x, e.x):
+                if i:
+                    memo.insert(0, memo.pop(i))  # least recently used goes first
+                return e
+        b = self._best
+        if b is not None and x[0] == b.x[0] and np.array_equal(x, b.x):
+            return b
+        return None
+
+    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False) -> _Point:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
             x = x.reshape(-1)
-        last = self._last_x
-        if last is not None and x[0] == last[0] and np.array_equal(x, last):
-            if (not need_grad or self._last_g is not None) and (not graph or self._graph is not None):
-                return
+        graph = graph or (need_grad and self.graph_grads)
+        e = self._find(x)
+        if e is not None and (not need_grad or e.g is not None) and (not graph or e.graph is not None):
+            return e
         if self.deadline is not None and time.perf_counter() > self.deadline:
             raise StopSolve(f"timeout: stopped after {self.timeout} s")
-        graph = graph or (need_grad and self.graph_grads)
-        buf = self._free_buffer()
-        np.copyto(buf, x)
+        buf = self._copy_to_free(x)
         self.flat.write(buf)
-        self._graph = None
-        self._last_x = None  # the model no longer holds the memoized point
+        gr = None
         if graph:
-            f, g = self._run_graph()
+            f, g, gr = self._run_graph()
         elif need_grad:
             f = self.adapter.value_and_backward()
             g = self._collect_grad()
@@ -276,21 +289,39 @@ class Objective:
         self.nfev += 1
         if g is not None:
             self.ngev += 1
+        e = _Point(buf, f, g, gr)
+        e.version = self.flat.version
         if not math.isfinite(f):
-            f, g = self._nonfinite(f, g, buf)
+            e.f, e.g = self._nonfinite(f, g, buf)
         elif f < self.best_f:
-            self.best_f = f
-            self.best_x = buf
-            self.best_g = g
-        self._last_x, self._last_f, self._last_g = buf, f, g
+            self._set_best(e)
+        self._remember(e)
         if self.on_eval is not None:
-            self.on_eval(f)
+            self.on_eval(e.f)
+        return e
 
-    def _free_buffer(self) -> np.ndarray:
+    def _remember(self, e: _Point) -> None:
+        self._memo.insert(0, e)
+        if len(self._memo) > _MEMO_SIZE:
+            old = self._memo.pop()
+            if old is not self._best:
+                old.graph = None  # graphs are kept for memoized points and the best one only
+
+    def _set_best(self, e: _Point) -> None:
+        old = self._best
+        if old is not None and not any(old is m for m in self._memo):
+            old.graph = None
+        self._best = e
+
+    def _copy_to_free(self, x: np.ndarray) -> np.ndarray:
+        used = [e.x for e in self._memo]
+        if self._best is not None:
+            used.append(self._best.x)
         for b in self._pool:
-            if b is not self._last_x and b is not self.best_x:
+            if not any(b is u for u in used):
+                np.copyto(b, x)
                 return b
-        raise AssertionError("unreachable: three buffers, two in use")
+        raise AssertionError("unreachable: the pool has two more buffers than the memo")
 
     def _collect_grad(self) -> np.ndarray:
         grads = self.flat.grads()
@@ -302,7 +333,7 @@ class Objective:
             )
         return self.flat.flatten(grads)
 
-    def _run_graph(self) -> tuple[float, np.ndarray]:
+    def _run_graph(self) -> tuple[float, np.ndarray, tuple[list[torch.Tensor], list[int]]]:
         loss = self.adapter.graph()
         f = loss_to_float(loss)
         with torch.enable_grad():
@@ -317,11 +348,17 @@ class Objective:
             if g.requires_grad:
                 outs.append(torch.view_as_real(g) if g.is_complex() else g)
                 idx.append(k)
-        self._graph = (outs, idx)
-        return f, self.flat.flatten(full)
+        return f, self.flat.flatten(full), (outs, idx)
 
-    def _graph_hvp(self, v: np.ndarray) -> np.ndarray:
-        outs, idx = self._graph  # type: ignore[misc]
+    def _load(self, e: _Point) -> None:
+        """Put point ``e`` back into the parameters, which its graph's saved tensors alias."""
+        if e.version != self.flat.version:
+            self.flat.write(e.x)
+            e.version = self.flat.version
+
+    def _graph_hvp(self, e: _Point, v: np.ndarray) -> np.ndarray:
+        self._load(e)
+        outs, idx = e.graph  # type: ignore[misc]
         if not outs:
             return np.zeros(self.flat.n)
         pieces = self.flat.unflatten(v)
@@ -331,8 +368,9 @@ class Objective:
             )
         return self._scatter(res)
 
-    def _graph_hess(self) -> np.ndarray:
-        outs, idx = self._graph  # type: ignore[misc]
+    def _graph_hess(self, e: _Point) -> np.ndarray:
+        self._load(e)
+        outs, idx = e.graph  # type: ignore[misc]
         n = self.flat.n
         if not outs:
             return np.zeros((n, n))
@@ -352,7 +390,7 @@ class Objective:
             for row in range(n):
                 H[row] = self._scatter([None if r is None else r[row] for r in res])
         except RuntimeError:  # an op without a batching rule: one product per column
-            H = np.stack([self._graph_hvp(eye[i].numpy()) for i in range(n)])
+            H = np.stack([self._graph_hvp(e, eye[i].numpy()) for i in range(n)])
         return 0.5 * (H + H.T)
 
     def _scatter(self, res: Any) -> np.ndarray:
@@ -368,8 +406,7 @@ class Objective:
         xnorm = float(np.linalg.norm(x))
         if self.hvp_method == "forward":
             h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
-            self._evaluate(x, True)
-            g0 = self._last_g
+            g0 = self._evaluate(x, True).g
             g1 = self._grad_probe(x + h * v)
             return (g1 - g0) / h  # type: ignore[operator]
         h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
@@ -382,16 +419,12 @@ class Objective:
         if self.deadline is not None and time.perf_counter() > self.deadline:
             raise StopSolve(f"timeout: stopped after {self.timeout} s")
         self.flat.write(y)
-        self._last_x = None
-        self._graph = None
         f = self.adapter.value_and_backward()
         self.nfev += 1
         self.ngev += 1
         g = self._collect_grad()
         if math.isfinite(f) and f < self.best_f:
-            self.best_f, self.best_g = f, g
-            self.best_x = self._free_buffer()
-            np.copyto(self.best_x, y)
+            self._set_best(_Point(self._copy_to_free(y), f, g, None))
         return g
 
     def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -410,6 +443,19 @@ class Objective:
         return f, g
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
-    return a.shape == b.shape and bool(np.array_equal(a, b))
+_MEMO_SIZE = 2  # points remembered besides the best one (a trust-region iterate and its trial)
+
+
+class _Point:
+    """One evaluated point: ``x`` (a pooled buffer), loss, gradient, kept autograd graph."""
+
+    __slots__ = ("f", "g", "graph", "version", "x")
+
+    def __init__(
+        self, x: np.ndarray, f: float, g: np.ndarray | None, graph: tuple[list[torch.Tensor], list[int]] | None
+    ) -> None:
+        self.x = x
+        self.f = f
+        self.g = g
+        self.graph = graph
+        self.version = -1  # FlatParams.version when the parameters last held x

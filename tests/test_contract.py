@@ -151,7 +151,9 @@ def test_nonfinite_raise_policy() -> None:
 
 def test_timeout_and_callback_stop_cleanly() -> None:
     model = Rosenbrock(X0[:2], X0[2:])
-    opt = tzb.MinimizeWrapper(model.parameters(), method="Nelder-Mead", callback=lambda r: r.nit >= 5 if "nit" in r else False)
+    opt = tzb.MinimizeWrapper(
+        model.parameters(), method="Nelder-Mead", callback=lambda r: r.nit >= 5 if "nit" in r else False
+    )
     n = {"it": 0}
 
     def cb(res):
@@ -245,7 +247,11 @@ def test_torch_constraints_hold_at_the_answer(method: str) -> None:
         jac=(lambda v: np.array([2 * (v[0] - 2.0), 2 * (v[1] - 1.0)])) if method in ("SLSQP", "trust-constr") else None,
         method=method,
         constraints=[
-            {"type": "ineq", "fun": lambda v: np.array([1.0 - v[0] ** 2 - v[1] ** 2]), "jac": lambda v: np.array([[-2 * v[0], -2 * v[1]]])},
+            {
+                "type": "ineq",
+                "fun": lambda v: np.array([1.0 - v[0] ** 2 - v[1] ** 2]),
+                "jac": lambda v: np.array([[-2 * v[0], -2 * v[1]]]),
+            },
             {"type": "eq", "fun": lambda v: np.array([v[0] - v[1]]), "jac": lambda v: np.array([[1.0, -1.0]])},
         ],
     )
@@ -261,7 +267,9 @@ def test_torch_constraint_jacobian_is_exact() -> None:
     a = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
     b = torch.tensor([[0.5]], dtype=torch.float64, requires_grad=True)
     flat = tzb.FlatParams([a, b])
-    cons, _ = convert_constraints([{"type": "ineq", "fun": lambda: torch.stack([(a**2).sum() * b[0, 0], a[0] - b[0, 0] ** 3])}], flat)
+    cons, _ = convert_constraints(
+        [{"type": "ineq", "fun": lambda: torch.stack([(a**2).sum() * b[0, 0], a[0] - b[0, 0] ** 3])}], flat
+    )
     x = np.array([0.3, -0.2, 0.5])
 
     def c(v: torch.Tensor) -> torch.Tensor:

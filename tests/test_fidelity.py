@@ -117,7 +117,9 @@ def test_float32_parameters_reach_the_float64_answer() -> None:
 def test_callable_method_receives_our_derivatives() -> None:
     seen = {}
 
-    def my_method(fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(), callback=None, **opts):
+    def my_method(
+        fun, x0, args=(), jac=None, hess=None, hessp=None, bounds=None, constraints=(), callback=None, **opts
+    ):
         seen.update(jac=jac, hessp=hessp, hess=hess, opts=opts)
         res = minimize(fun, x0, jac=jac, hessp=hessp, method="trust-krylov")
         return res

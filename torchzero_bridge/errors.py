@@ -13,10 +13,10 @@ from __future__ import annotations
 
 __all__ = [
     "BridgeWarning",
-    "IgnoredOptionWarning",
-    "NonFiniteLossWarning",
-    "MissingGradientError",
     "ClosureError",
+    "IgnoredOptionWarning",
+    "MissingGradientError",
+    "NonFiniteLossWarning",
 ]
 
 

@@ -1,7 +1,7 @@
 """The shared core: flat parameters, the memoized objective and the optimizer base class."""
 
-from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
+from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import Objective, StopSolve
 

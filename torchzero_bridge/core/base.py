@@ -164,16 +164,20 @@ class BridgeOptimizer(torch.optim.Optimizer):
         """
         if closure is None:
             raise TypeError(
-                f"{type(self).__name__}.step() needs a closure that re-evaluates the model and "
-                "returns the loss"
+                f"{type(self).__name__}.step() needs a closure that re-evaluates the model and returns the loss"
             )
         flat = self.flat_params()
         x0 = flat.read()
         deadline = None if self.timeout is None else time.perf_counter() + self.timeout
         bar = Progress(self.progress, desc=type(self).__name__)
         objective = Objective(
-            flat, closure, deadline=deadline, timeout=self.timeout, on_eval=bar.update,
-            nonfinite=self.nonfinite, **self._objective_options(),  # type: ignore[arg-type]
+            flat,
+            closure,
+            deadline=deadline,
+            timeout=self.timeout,
+            on_eval=bar.update,
+            nonfinite=self.nonfinite,
+            **self._objective_options(),  # type: ignore[arg-type]
         )
         ctx = SolveContext(flat, objective, x0, self.callback, deadline, self.timeout)
         try:
@@ -235,7 +239,11 @@ class BridgeOptimizer(torch.optim.Optimizer):
         have = obj.best_x is not None
         x = obj.best_x.copy() if have else ctx.x0.copy()  # type: ignore[union-attr]
         return OptimizeResult(
-            x=x, fun=obj.best_f if have else math.nan, success=False, status=-1, message=message,
+            x=x,
+            fun=obj.best_f if have else math.nan,
+            success=False,
+            status=-1,
+            message=message,
             nit=0,
         )
 

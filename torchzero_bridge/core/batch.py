@@ -73,7 +73,9 @@ class BatchObjective:
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable loss_fn(model, *inputs), got {type(loss_fn).__name__}")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
             raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")
         self.model = model
         self.loss_fn = loss_fn

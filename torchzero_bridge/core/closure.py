@@ -32,7 +32,7 @@ import torch
 
 from torchzero_bridge.errors import ClosureError
 
-__all__ = ["ClosureAdapter", "loss_to_float", "accepts_backward"]
+__all__ = ["ClosureAdapter", "accepts_backward", "loss_to_float"]
 
 
 def accepts_backward(closure: Callable[..., Any]) -> bool:
@@ -67,7 +67,7 @@ def loss_to_float(loss: Any) -> float:
         return float(loss.item())
     if loss is None:
         raise ClosureError("the closure returned None; it must return the loss (a scalar tensor or float)")
-    if isinstance(loss, bool) or not isinstance(loss, (int, float)) and not hasattr(loss, "__float__"):
+    if isinstance(loss, bool) or (not isinstance(loss, (int, float)) and not hasattr(loss, "__float__")):
         raise ClosureError(f"the closure must return a scalar loss; got {type(loss).__name__}")
     if isinstance(loss, complex):
         raise ClosureError("the closure must return a real scalar loss; got a complex number")
@@ -91,9 +91,7 @@ class ClosureAdapter:
 
     def __init__(self, closure: Callable[..., Any]) -> None:
         if closure is None or not callable(closure):
-            raise TypeError(
-                "step() needs a closure: a callable that re-evaluates the model and returns the loss"
-            )
+            raise TypeError("step() needs a closure: a callable that re-evaluates the model and returns the loss")
         self.closure = closure
         self.is_object = hasattr(closure, "model") and callable(getattr(closure, "loss", None))
         self.accepts_backward = accepts_backward(closure)
@@ -136,4 +134,3 @@ class ClosureAdapter:
                 "gradient or Hessian can be computed"
             )
         return loss
-

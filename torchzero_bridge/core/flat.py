@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FlatParams", "BoundsLike"]
+__all__ = ["BoundsLike", "FlatParams"]
 
 BoundsLike = Any  # None | number | Tensor | sequence of those (one per tensor in the group)
 
@@ -297,9 +297,7 @@ class FlatParams:
                 if gb is None:
                     continue
                 if not (isinstance(gb, (tuple, list)) and len(gb) == 2):
-                    raise ValueError(
-                        f"param_groups[{gi}]['bounds']: expected a (lo, hi) pair, got {type(gb).__name__}"
-                    )
+                    raise ValueError(f"param_groups[{gi}]['bounds']: expected a (lo, hi) pair, got {type(gb).__name__}")
                 members = [i for i, g in enumerate(self._group_of) if g == gi]
                 for side, arr in ((0, lo), (1, hi)):
                     spec = gb[side]
@@ -313,9 +311,7 @@ class FlatParams:
         bad = np.flatnonzero(lo > hi)
         if bad.size:
             k = int(bad[0])
-            raise ValueError(
-                f"bounds: lower bound {lo[k]} is above upper bound {hi[k]} for {self.locate(k)}"
-            )
+            raise ValueError(f"bounds: lower bound {lo[k]} is above upper bound {hi[k]} for {self.locate(k)}")
         if np.isneginf(lo).all() and np.isposinf(hi).all():
             return None
         return lo, hi
@@ -335,7 +331,7 @@ class FlatParams:
         pshape = tuple(self.params[i].shape)
         try:
             if self.params[i].is_complex() and arr.shape != shape:
-                arr = np.broadcast_to(arr[..., None], pshape + (2,)) if arr.ndim else np.broadcast_to(arr, shape)
+                arr = np.broadcast_to(arr[..., None], (*pshape, 2)) if arr.ndim else np.broadcast_to(arr, shape)
             out = np.broadcast_to(arr, shape)
         except ValueError:
             raise ValueError(
@@ -402,4 +398,3 @@ def _label(gi: int, j: int, p: Any, name: str | None) -> str:
     if isinstance(p, torch.Tensor):
         return f"{where} (shape {tuple(p.shape)}, {p.dtype})"
     return where
-

@@ -46,7 +46,7 @@ from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.errors import MissingGradientError, NonFiniteLossWarning
 
-__all__ = ["Objective", "StopSolve", "HVP_METHODS", "NONFINITE_POLICIES"]
+__all__ = ["HVP_METHODS", "NONFINITE_POLICIES", "Objective", "StopSolve"]
 
 HVP_METHODS = ("autograd", "forward", "central")
 NONFINITE_POLICIES = ("inf", "raise", "pass")
@@ -379,12 +379,16 @@ class Objective:
         for k in idx:
             a, b = self.flat.offsets[k], self.flat.offsets[k + 1]
             o = outs[idx.index(k)]
-            batched.append(eye[:, a:b].reshape((n,) + tuple(o.shape)).to(device=o.device, dtype=o.dtype))
+            batched.append(eye[:, a:b].reshape((n, *o.shape)).to(device=o.device, dtype=o.dtype))
         try:
             with torch.enable_grad():
                 res = torch.autograd.grad(
-                    outs, self._diff_params, grad_outputs=batched, retain_graph=True,
-                    allow_unused=True, is_grads_batched=True,
+                    outs,
+                    self._diff_params,
+                    grad_outputs=batched,
+                    retain_graph=True,
+                    allow_unused=True,
+                    is_grads_batched=True,
                 )
             H = np.empty((n, n))
             for row in range(n):

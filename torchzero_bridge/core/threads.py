@@ -19,7 +19,7 @@ from typing import Literal, Union
 
 import torch
 
-__all__ = ["limit_threads", "check_threads", "ThreadsSpec"]
+__all__ = ["ThreadsSpec", "check_threads", "limit_threads"]
 
 ThreadsSpec = Union[int, Literal["auto"], None]
 

@@ -36,9 +36,7 @@ def is_torch_function(fun: Any) -> bool:
         sig = inspect.signature(fun)
     except (TypeError, ValueError):
         return False
-    return all(
-        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in sig.parameters.values()
-    )
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in sig.parameters.values())
 
 
 class TorchConstraintFunction:
@@ -103,8 +101,11 @@ class TorchConstraintFunction:
         idx = [i for i, p in enumerate(self.flat.params) if p.requires_grad]
         try:
             rows = torch.autograd.grad(
-                cv, params, grad_outputs=torch.eye(m, dtype=cv.dtype, device=cv.device),
-                allow_unused=True, is_grads_batched=True,
+                cv,
+                params,
+                grad_outputs=torch.eye(m, dtype=cv.dtype, device=cv.device),
+                allow_unused=True,
+                is_grads_batched=True,
             )
             return np.stack([self._flatten(idx, [None if r is None else r[k] for r in rows]) for k in range(m)])
         except RuntimeError:
@@ -165,9 +166,7 @@ def convert_constraints(constraints: Any, flat: FlatParams) -> tuple[list[Any], 
             if is_torch_function(con.fun):
                 fn = TorchConstraintFunction(con.fun, flat, name)
                 fns.append(fn)
-                out.append(
-                    NonlinearConstraint(fn.value, con.lb, con.ub, jac=fn.jac, keep_feasible=con.keep_feasible)
-                )
+                out.append(NonlinearConstraint(fn.value, con.lb, con.ub, jac=fn.jac, keep_feasible=con.keep_feasible))
             else:
                 out.append(con)
         elif isinstance(con, LinearConstraint):

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
-__all__ = ["MethodInfo", "METHODS", "method_info", "known_options"]
+__all__ = ["METHODS", "MethodInfo", "known_options", "method_info"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,20 @@ _FUNCS = {
 }
 _TRUST = ("dogleg", "trust-ncg", "trust-exact", "trust-krylov")
 _NOT_OPTIONS = {
-    "fun", "func", "x0", "args", "jac", "grad", "hess", "hessp", "callback", "bounds",
-    "constraints", "unknown_options", "trust_region_options", "subproblem",
+    "fun",
+    "func",
+    "x0",
+    "args",
+    "jac",
+    "grad",
+    "hess",
+    "hessp",
+    "callback",
+    "bounds",
+    "constraints",
+    "unknown_options",
+    "trust_region_options",
+    "subproblem",
 }
 
 
@@ -103,7 +115,7 @@ def method_info(method: str) -> MethodInfo:
     return info
 
 
-@lru_cache(maxsize=None)
+@cache
 def known_options(key: str) -> frozenset[str] | None:
     """Option names scipy's implementation of method ``key`` reads (``None`` = unknown)."""
     try:

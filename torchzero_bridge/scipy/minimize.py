@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -104,8 +105,15 @@ class MinimizeWrapper(BridgeOptimizer):
     ) -> None:
         args = _merge_args(
             minimizer_args,
-            method=method, jac=jac, hess=hess, hessp=hessp, bounds=bounds,
-            constraints=constraints, tol=tol, options=options, callback=callback,
+            method=method,
+            jac=jac,
+            hess=hess,
+            hessp=hessp,
+            bounds=bounds,
+            constraints=constraints,
+            tol=tol,
+            options=options,
+            callback=callback,
         )
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
@@ -113,8 +121,13 @@ class MinimizeWrapper(BridgeOptimizer):
         self.hvp_method = hvp_method
         self.info = _resolve_method(args)
         super().__init__(
-            params, {}, callback=args.get("callback"), timeout=timeout, progress=progress,
-            threads=threads, nonfinite=nonfinite,
+            params,
+            {},
+            callback=args.get("callback"),
+            timeout=timeout,
+            progress=progress,
+            threads=threads,
+            nonfinite=nonfinite,
         )
         _validate_jac(args.get("jac", "auto"), self.info)
         has_bounds = self.flat_params().bounds(args.get("bounds")) is not None  # validates now
@@ -180,10 +193,7 @@ class MinimizeWrapper(BridgeOptimizer):
         else:  # "2-point", "3-point", callable, or scipy's default finite differences
             fun = obj.value
             kwargs["jac"] = None if jac_kind == "scipy-default" else a["jac"]
-            if info.fd_rel_step and flat.eps > 1e-10 and "finite_diff_rel_step" not in options:
-                # scipy's default step (about 1e-8 relative) vanishes in float32/16 parameters
-                order3 = kwargs["jac"] == "3-point"
-                options["finite_diff_rel_step"] = flat.eps ** (1 / 3 if order3 else 1 / 2)
+            _scale_fd_step(jac_kind, info, flat.eps, ctx.x0, options, kwargs)
 
         builtin = self._builtin_hessian()
         if builtin == "hessp":
@@ -222,6 +232,26 @@ class MinimizeWrapper(BridgeOptimizer):
 
 
 # ---------------------------------------------------------------------- helpers
+def _scale_fd_step(
+    jac_kind: str, info: MethodInfo, eps: float, x0: np.ndarray, options: dict[str, Any], kwargs: dict[str, Any]
+) -> None:
+    """Give scipy's finite differences a step that survives the parameters' rounding.
+
+    scipy's default steps (about 1.5e-8) are below float32/float16 resolution, so every
+    difference would be zero. With low-precision parameters, forward differences use an
+    absolute step ``sqrt(eps) * max(1, |x0|)`` and central ones a relative step ``eps**(1/3)``,
+    unless the user chose a step.
+    """
+    if eps < 1e-10 or "eps" in options or "finite_diff_rel_step" in options:
+        return
+    known = known_options(info.key) or frozenset()
+    if jac_kind in ("scipy-default", "2-point") and "eps" in known:
+        kwargs["jac"] = None  # scipy's forward differences with an absolute step
+        options["eps"] = math.sqrt(eps) * max(1.0, float(np.max(np.abs(x0))))
+    elif jac_kind in ("2-point", "3-point") and info.fd_rel_step:
+        options["finite_diff_rel_step"] = eps ** (1 / 3 if jac_kind == "3-point" else 1 / 2)
+
+
 def resolve_jac(jac: Any, info: MethodInfo) -> str:
     """Classify a ``jac`` argument for method ``info``.
 
@@ -318,4 +348,3 @@ def _warn_ignored(args: dict[str, Any], info: MethodInfo) -> None:
         if unknown:
             warn(f"does not use option(s) {unknown}; they are ignored (known: {sorted(known)})")
             args["options"] = {k: v for k, v in options.items() if k in known}
-

@@ -43,7 +43,9 @@ class Rosenbrock(torch.nn.Module):
         return torch.sum(100.0 * (x[1:] - x[:-1] ** 2.0) ** 2.0 + (1 - x[:-1]) ** 2.0)
 
 
-def make_rosenbrock_closure(model: Rosenbrock, zero_grad: Callable[[], None] | None = None) -> Callable[..., torch.Tensor]:
+def make_rosenbrock_closure(
+    model: Rosenbrock, zero_grad: Callable[[], None] | None = None
+) -> Callable[..., torch.Tensor]:
     """A ``backward``-aware closure for ``model``; ``zero_grad`` defaults to clearing ``.grad``."""
 
     def closure(backward: bool = True) -> torch.Tensor:

@@ -1,0 +1,131 @@
+"""FlatParams: layout, dtypes, in-place writes, gradients and bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import torchzero_bridge as tzb
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_read_write_round_trip_every_float_dtype(dtype: torch.dtype) -> None:
+    a = torch.zeros(2, 3, dtype=dtype, requires_grad=True)
+    b = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+    flat = tzb.FlatParams([{"params": [a]}, {"params": [b]}])
+    assert flat.n == 10 and flat.offsets == [0, 6, 10]
+    x = np.arange(10, dtype=np.float64) * 0.25  # exactly representable in every dtype
+    flat.write(x)
+    assert a.dtype == dtype and b.dtype == torch.float64
+    np.testing.assert_array_equal(a.detach().double().reshape(-1).numpy(), x[:6])
+    np.testing.assert_array_equal(flat.read(), x)
+    assert flat.read().dtype == np.float64
+    assert flat.eps == torch.finfo(dtype).eps if dtype != torch.float64 else flat.eps == np.finfo(np.float64).eps
+
+
+def test_writes_are_in_place_and_views_survive() -> None:
+    a = torch.zeros(3, 2, requires_grad=True)
+    col = a[:, 1]
+    ptr = a.data_ptr()
+    flat = tzb.FlatParams([a])
+    flat.write(np.arange(6.0))
+    assert a.data_ptr() == ptr
+    np.testing.assert_array_equal(col.detach().numpy(), [1.0, 3.0, 5.0])
+    assert a.is_leaf and a.requires_grad
+
+
+def test_complex_parameters_as_real_pairs() -> None:
+    z = torch.tensor([1 + 2j, 3 - 4j], dtype=torch.complex64, requires_grad=True)
+    flat = tzb.FlatParams([z])
+    np.testing.assert_array_equal(flat.read(), [1, 2, 3, -4])
+    flat.write(np.array([0.5, -0.5, 2.0, 0.0]))
+    assert z.dtype == torch.complex64
+    assert z.detach().tolist() == [0.5 - 0.5j, 2 + 0j]
+    z.grad = torch.tensor([1 - 1j, 0 + 2j], dtype=torch.complex64)
+    np.testing.assert_array_equal(flat.grad(), [1, -1, 0, 2])
+    flat.set_grad(np.array([3.0, 4.0, 5.0, 6.0]))
+    assert z.grad.tolist() == [3 + 4j, 5 + 6j]
+
+
+def test_complex_gradient_convention_matches_real_pairs() -> None:
+    """torch's .grad of a real loss of complex z gives d/dRe + i d/dIm, i.e. the real-pair gradient."""
+    z = torch.tensor([0.3 + 0.7j], dtype=torch.complex128, requires_grad=True)
+    loss = (z.real**2 * z.imag + torch.abs(z) ** 2).sum()
+    loss.backward()
+    flat = tzb.FlatParams([z])
+
+    def f(v: torch.Tensor) -> torch.Tensor:
+        return v[0] ** 2 * v[1] + v[0] ** 2 + v[1] ** 2
+
+    ref = torch.func.grad(f)(torch.tensor([0.3, 0.7], dtype=torch.float64))
+    np.testing.assert_allclose(flat.grad(), ref.numpy(), rtol=1e-14)
+
+
+def test_missing_gradients_are_zeros_and_new_arrays() -> None:
+    a = torch.ones(2, requires_grad=True)
+    b = torch.ones(3, requires_grad=True)
+    (a.sum() * 2).backward()
+    flat = tzb.FlatParams([a, b])
+    g1 = flat.grad()
+    np.testing.assert_array_equal(g1, [2, 2, 0, 0, 0])
+    g2 = flat.grad()
+    assert g1 is not g2 and not np.shares_memory(g1, g2)
+
+
+def test_integers_allowed_only_on_request_and_rounded() -> None:
+    i = torch.zeros(3, dtype=torch.int32)
+    m = torch.zeros(2, dtype=torch.bool)
+    with pytest.raises(TypeError, match=r"integer dtype torch\.int32"):
+        tzb.FlatParams([i])
+    flat = tzb.FlatParams([i, m], allow_integer=True)
+    assert flat.integer_mask.all()
+    flat.write(np.array([1.4, -2.6, 7.5, 0.7, 0.2]))
+    assert i.tolist() == [1, -3, 8] and i.dtype == torch.int32
+    assert m.tolist() == [True, False]
+    np.testing.assert_array_equal(flat.round_integers(np.array([1.4, -2.6, 7.5, 0.7, 0.2])), [1, -3, 8, 1, 0])
+
+
+def test_group_bounds_scalars_tensors_and_per_tensor_lists() -> None:
+    a = torch.zeros(2, 2, requires_grad=True)
+    b = torch.zeros(3, requires_grad=True)
+    c = torch.zeros(1, requires_grad=True)
+    groups = [
+        {"params": [a, b], "bounds": ([torch.tensor([-1.0, -2.0]), -3.0], [1.0, None])},
+        {"params": [c], "bounds": None},
+    ]
+    lo, hi = tzb.FlatParams(groups).bounds()
+    np.testing.assert_array_equal(lo, [-1, -2, -1, -2, -3, -3, -3, -np.inf])
+    np.testing.assert_array_equal(hi, [1, 1, 1, 1, np.inf, np.inf, np.inf, np.inf])
+    assert tzb.FlatParams([a]).bounds() is None
+
+
+def test_flat_scipy_bounds_objects_and_pairs() -> None:
+    from scipy.optimize import Bounds
+
+    a = torch.zeros(3, requires_grad=True)
+    flat = tzb.FlatParams([a])
+    lo, hi = flat.bounds(Bounds(0.0, [1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(lo, [0, 0, 0])
+    np.testing.assert_array_equal(hi, [1, 2, 3])
+    lo, hi = flat.bounds([(None, 1), (0, None), (-1, 1)])
+    np.testing.assert_array_equal(lo, [-np.inf, 0, -1])
+    with pytest.raises(ValueError, match=r"bounds\[1\]: expected a \(lo, hi\) pair"):
+        flat.bounds([(0, 1), 5, (0, 1)])
+    with pytest.raises(ValueError, match="NaN is not a valid bound"):
+        flat.bounds([(0, float("nan"))] * 3)
+
+
+def test_locate_names_parameter_and_element() -> None:
+    a = torch.zeros(2, requires_grad=True)
+    b = torch.zeros(2, 3, requires_grad=True)
+    flat = tzb.FlatParams([a, b])
+    assert flat.locate(0).startswith("param_groups[0]['params'][0]")
+    assert flat.locate(6).endswith("[1, 1]") and "params'][1]" in flat.locate(6)
+
+
+def test_named_parameters_give_names_in_messages() -> None:
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.named_parameters(), lr=0.1)
+    flat = tzb.FlatParams(opt.param_groups)
+    assert "'weight'" in flat.name(0) and "'bias'" in flat.name(1)

@@ -33,6 +33,8 @@ __all__ = ["BoundsLike", "FlatParams"]
 
 BoundsLike = Any  # None | number | Tensor | sequence of those (one per tensor in the group)
 
+_LARGE = 1 << 16  # from this many entries, copies go straight between x and the tensors
+
 _INTEGER_DTYPES = (
     torch.uint8,
     torch.int8,
@@ -137,6 +139,12 @@ class FlatParams:
         self._fast_views = fast_src
         self.version = 0
         self.silent = False
+        self._plain = not self._slow and not any(p.is_complex() for p in self.params)
+        self._grad_buf = torch.empty(self.n, dtype=torch.float64)
+        self._grad_np: np.ndarray = self._grad_buf.numpy()
+        self._grad_views = [
+            self._grad_buf[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)
+        ]
         self.has_integers = bool(self.integer_mask.any())
         floats = [r.dtype for r in self._real if r.is_floating_point()]
         self.eps = max((torch.finfo(d).eps for d in floats), default=float(np.finfo(np.float64).eps))
@@ -154,16 +162,14 @@ class FlatParams:
         return f"{self._names[i]}[{', '.join(str(int(v)) for v in idx)}]"
 
     # ------------------------------------------------------------------ values
-    @torch.no_grad()
     def read(self) -> np.ndarray:
         """Return the current parameter values as a new float64 vector."""
         if self._fast_params:
-            torch._foreach_copy_(self._fast_views, self._fast_params)
+            torch._foreach_copy_(self._fast_views, self._fast_data)
         for i in self._slow:
-            self._views[i].copy_(self._real[i])
+            self._views[i].copy_(self._real[i].detach())
         return self._buf_np.copy()
 
-    @torch.no_grad()
     def write(self, x: np.ndarray) -> None:
         """Copy flat vector ``x`` into the parameters in place (integers are rounded).
 
@@ -172,20 +178,38 @@ class FlatParams:
         stays usable once that point is written back (exact Hessian-vector products at a
         remembered point after evaluating elsewhere).
         """
-        if x is not self._buf_np:
-            np.copyto(self._buf_np, x, casting="unsafe")
         self.version += 1
-        if self._fast_params:
-            torch._foreach_copy_(self._fast_data if self.silent else self._fast_params, self._fast_views)
-        for i in self._slow:
-            r = self._real[i].data if self.silent else self._real[i]
-            v = self._views[i]
-            if r.dtype == torch.bool:
-                r.copy_(v >= 0.5)
-            elif _is_integer(r):
-                r.copy_(torch.round(v))
-            else:
-                r.copy_(v)
+        if self.n >= _LARGE and not self._slow and x.dtype == np.float64 and x.flags.c_contiguous:
+            xt = torch.from_numpy(x)  # big vectors: copy straight from x, skipping the buffer
+            views = [xt[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
+        else:
+            if x is not self._buf_np:
+                np.copyto(self._buf_np, x, casting="unsafe")
+            views = self._fast_views
+        if self.silent:
+            if self._fast_params:
+                torch._foreach_copy_(self._fast_data, views)
+            for i in self._slow:
+                self._copy_slow(self._real[i].data, self._views[i])
+            return
+        enabled = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
+            if self._fast_params:
+                torch._foreach_copy_(self._fast_params, views)
+            for i in self._slow:
+                self._copy_slow(self._real[i], self._views[i])
+        finally:
+            torch._C._set_grad_enabled(enabled)
+
+    @staticmethod
+    def _copy_slow(r: torch.Tensor, v: torch.Tensor) -> None:
+        if r.dtype == torch.bool:
+            r.copy_(v >= 0.5)
+        elif _is_integer(r):
+            r.copy_(torch.round(v))
+        else:
+            r.copy_(v)
 
     def round_integers(self, x: np.ndarray) -> np.ndarray:
         """Return ``x`` with integer entries rounded the way ``write`` rounds them."""
@@ -237,6 +261,22 @@ class FlatParams:
 
     def grad(self) -> np.ndarray:
         """Flat float64 copy of the parameters' gradients (missing gradients are zeros)."""
+        g = self.grad_if_any()
+        return np.zeros(self.n) if g is None else g
+
+    def grad_if_any(self) -> np.ndarray | None:
+        """Like :meth:`grad`, but ``None`` when no parameter has a gradient at all."""
+        gs = [p.grad for p in self.params]
+        if self._plain and not _any_none(gs):  # every tensor a real CPU float: one foreach copy
+            if self.n < _LARGE:
+                torch._foreach_copy_(self._grad_views, gs)
+                return self._grad_np.copy()
+            out = torch.empty(self.n, dtype=torch.float64)
+            views = [out[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
+            torch._foreach_copy_(views, gs)
+            return out.numpy()
+        if all(g is None for g in gs):
+            return None
         return self.flatten(self.grads())
 
     @torch.no_grad()
@@ -339,6 +379,14 @@ class FlatParams:
                 f"does not broadcast to the parameter's shape {pshape}"
             ) from None
         return out.reshape(-1)
+
+
+def _any_none(items: list[Any]) -> bool:
+    # `None in items` would call Tensor.__eq__ on every element; identity checks are cheap
+    for item in items:
+        if item is None:
+            return True
+    return False
 
 
 def _flat_bounds(spec: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -314,24 +314,26 @@ class Objective:
         self._best = e
 
     def _copy_to_free(self, x: np.ndarray) -> np.ndarray:
-        used = [e.x for e in self._memo]
+        used = {id(e.x) for e in self._memo}
         if self._best is not None:
-            used.append(self._best.x)
+            used.add(id(self._best.x))
         for b in self._pool:
-            if not any(b is u for u in used):
+            if id(b) not in used:
                 np.copyto(b, x)
                 return b
         raise AssertionError("unreachable: the pool has two more buffers than the memo")
 
     def _collect_grad(self) -> np.ndarray:
-        grads = self.flat.grads()
-        if self._diff_params and all(g is None for g in grads):
+        g = self.flat.grad_if_any()
+        if g is not None:
+            return g
+        if self._diff_params:
             raise MissingGradientError(
                 "the closure returned a loss but no parameter has a .grad: a gradient-based method "
                 "needs the closure to call loss.backward() (or to accept `backward` and call it "
                 "when backward=True); for derivative-free methods pass jac=False"
             )
-        return self.flat.flatten(grads)
+        return np.zeros(self.flat.n)
 
     def _run_graph(self) -> tuple[float, np.ndarray, tuple[list[torch.Tensor], list[int]]]:
         loss = self.adapter.graph()

@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import torchzero_bridge as tzb  # noqa: E402
+import torchzero_bridge as tzb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -133,7 +133,7 @@ def newton(method: str, n_features: int, n_samples: int, lam: float, repeat: int
     out: dict[str, Any] = {"method": method, "n_params": n_features}
 
     def run_ours(hvp_method: str) -> None:
-        opt, closure, w = make(hvp_method)
+        opt, closure, _ = make(hvp_method)
         opt.step(closure)
         out.setdefault(hvp_method, {})["result"] = opt.result
 

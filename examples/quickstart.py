@@ -1,0 +1,121 @@
+"""Quickstart: fit a float32 MLP on scikit-learn's breast-cancer data with several solvers.
+
+Run:  python examples/quickstart.py
+
+Every solver starts from the same initial weights and fits the whole training set at once
+(full batch). The table shows the final training loss, test accuracy, closure evaluations
+and wall time; a plot of loss against evaluations is saved next to this file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.datasets import load_breast_cancer  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+
+import torchzero_bridge as tzb  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def load() -> tuple[torch.Tensor, ...]:
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    mu, sd = Xtr.mean(0), Xtr.std(0)
+    as_t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return as_t((Xtr - mu) / sd), as_t(ytr)[:, None], as_t((Xte - mu) / sd), as_t(yte)[:, None]
+
+
+def make_model(n_in: int, hidden: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+
+
+def loss_fn(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean logistic loss plus a small L2 penalty (a pure function of the model's tensors)."""
+    penalty = sum((p**2).sum() for p in model.parameters())
+    return torch.nn.functional.binary_cross_entropy_with_logits(model(X), y) + 1e-3 * penalty
+
+
+def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(((model(X) > 0).float() == y).float().mean())
+
+
+SOLVERS: list[tuple[str, int, Callable[[Any], Any]]] = [
+    # (label, hidden units, optimizer factory)
+    ("L-BFGS-B", 8, lambda p: tzb.MinimizeWrapper(p, {"method": "L-BFGS-B"})),
+    ("BFGS", 8, lambda p: tzb.MinimizeWrapper(p, {"method": "BFGS"})),
+    ("Newton-CG (exact Hv)", 8, lambda p: tzb.MinimizeWrapper(p, method="Newton-CG")),
+    ("trust-krylov (exact Hv)", 8, lambda p: tzb.MinimizeWrapper(p, method="trust-krylov")),
+    ("Powell (no gradients)", 2, lambda p: tzb.MinimizeWrapper(p, method="Powell", options={"maxfev": 3000})),
+]
+
+
+def main() -> None:
+    Xtr, ytr, Xte, yte = load()
+    rows = []
+    curves: dict[str, list[float]] = {}
+    for label, hidden, make_opt in SOLVERS:
+        model = make_model(Xtr.shape[1], hidden)
+        opt = make_opt(model.parameters())
+        history: list[float] = []
+
+        def closure(backward: bool = True) -> torch.Tensor:
+            opt.zero_grad()
+            loss = loss_fn(model, Xtr, ytr)
+            if backward:
+                loss.backward()
+            history.append(float(loss.detach()))
+            return loss
+
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scipy's float32 precision notes
+            loss = float(opt.step(closure))
+        seconds = time.perf_counter() - t
+        n_params = sum(p.numel() for p in model.parameters())
+        rows.append((label, n_params, loss, accuracy(model, Xte, yte), len(history), seconds))
+        curves[label] = list(np.minimum.accumulate(history))
+
+    print(f"{'solver':26s} {'params':>6s} {'train loss':>10s} {'test acc':>8s} {'evals':>6s} {'time s':>7s}")
+    for label, n, loss, acc, evals, seconds in rows:
+        print(f"{label:26s} {n:6d} {loss:10.4f} {acc:8.3f} {evals:6d} {seconds:7.2f}")
+    save_plot(curves, Path(__file__).with_name("quickstart.png"))
+
+
+def save_plot(curves: dict[str, list[float]], path: Path) -> None:
+    """Best loss so far against closure evaluations, one line per solver (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(install matplotlib to get the plot)")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, ys in curves.items():
+        ax.plot(np.arange(1, len(ys) + 1), ys, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("closure evaluations")
+    ax.set_ylabel("best training loss so far")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -236,25 +236,53 @@ def main() -> None:
     }
 
     torch.set_num_threads(1)
-    rows = [overhead(n, k, 2000 if n <= 50_000 else 20, repeat) for n, k in
-            [(2, 1), (1000, 1), (1000, 10), (1000, 100), (50_000, 10), (1_000_000, 1), (1_000_000, 10)]]
+    rows = [
+        overhead(n, k, 2000 if n <= 50_000 else 20, repeat)
+        for n, k in [(2, 1), (1000, 1), (1000, 10), (1000, 100), (50_000, 10), (1_000_000, 1), (1_000_000, 10)]
+    ]
     results["overhead"] = rows
     print("\n## Bridge overhead per evaluation (fun_and_grad outside the closure, 1 thread)\n")
-    print(_table(rows, ["n_params", "n_tensors", "overhead_us", "bare_copy_into_buffer_us", "bare_copy_new_array_us",
-                        "overhead_over_copy", "overhead_over_new_copy"]))
+    print(
+        _table(
+            rows,
+            [
+                "n_params",
+                "n_tensors",
+                "overhead_us",
+                "bare_copy_into_buffer_us",
+                "bare_copy_new_array_us",
+                "overhead_over_copy",
+                "overhead_over_new_copy",
+            ],
+        )
+    )
 
     newton_rows = [newton(m, 1000, 2000, 1e-3, repeat) for m in ("Newton-CG", "trust-krylov")]
     results["newton"] = newton_rows
     print("\n## Exact Hessian-vector products: L2 logistic regression, 1000 parameters (1 thread)\n")
-    print(_table(newton_rows, ["method", "numpy_reference_s", "autograd_s", "autograd_over_reference",
-                               "central_over_reference", "dense_over_reference", "reference_nit", "autograd_nit",
-                               "max_abs_dx"]))
+    print(
+        _table(
+            newton_rows,
+            [
+                "method",
+                "numpy_reference_s",
+                "autograd_s",
+                "autograd_over_reference",
+                "central_over_reference",
+                "dense_over_reference",
+                "reference_nit",
+                "autograd_nit",
+                "max_abs_dx",
+            ],
+        )
+    )
 
     torch.set_num_threads(os.cpu_count() or 1)
     results["threads"] = threads_run(repeat)
     print("\n## Default threads vs one thread (L-BFGS-B, MLP 32-64-1 on 2000 samples)\n")
-    print(_table([results["threads"]], ["torch_default_threads", "default_threads_s", "one_thread_s",
-                                        "default_over_one"]))
+    print(
+        _table([results["threads"]], ["torch_default_threads", "default_threads_s", "one_thread_s", "default_over_one"])
+    )
 
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "core.json").write_text(json.dumps(results, indent=2, default=float))

@@ -18,12 +18,12 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.datasets import load_breast_cancer  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import numpy as np
+import torch
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
 
-import torchzero_bridge as tzb  # noqa: E402
+import torchzero_bridge as tzb
 
 torch.set_num_threads(1)
 
@@ -62,36 +62,44 @@ SOLVERS: list[tuple[str, int, Callable[[Any], Any]]] = [
 ]
 
 
+def fit(make_opt: Callable[[Any], Any], hidden: int, data: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """Fit one model with one solver; return its figures and loss history."""
+    Xtr, ytr, Xte, yte = data
+    model = make_model(Xtr.shape[1], hidden)
+    opt = make_opt(model.parameters())
+    history: list[float] = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn(model, Xtr, ytr)
+        if backward:
+            loss.backward()
+        history.append(float(loss.detach()))
+        return loss
+
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy's float32 precision notes
+        loss = float(opt.step(closure))
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "loss": loss,
+        "accuracy": accuracy(model, Xte, yte),
+        "evals": len(history),
+        "seconds": time.perf_counter() - t,
+        "curve": list(np.minimum.accumulate(history)),
+    }
+
+
 def main() -> None:
-    Xtr, ytr, Xte, yte = load()
-    rows = []
-    curves: dict[str, list[float]] = {}
-    for label, hidden, make_opt in SOLVERS:
-        model = make_model(Xtr.shape[1], hidden)
-        opt = make_opt(model.parameters())
-        history: list[float] = []
-
-        def closure(backward: bool = True) -> torch.Tensor:
-            opt.zero_grad()
-            loss = loss_fn(model, Xtr, ytr)
-            if backward:
-                loss.backward()
-            history.append(float(loss.detach()))
-            return loss
-
-        t = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # scipy's float32 precision notes
-            loss = float(opt.step(closure))
-        seconds = time.perf_counter() - t
-        n_params = sum(p.numel() for p in model.parameters())
-        rows.append((label, n_params, loss, accuracy(model, Xte, yte), len(history), seconds))
-        curves[label] = list(np.minimum.accumulate(history))
-
+    data = load()
+    results = {label: fit(make_opt, hidden, data) for label, hidden, make_opt in SOLVERS}
     print(f"{'solver':26s} {'params':>6s} {'train loss':>10s} {'test acc':>8s} {'evals':>6s} {'time s':>7s}")
-    for label, n, loss, acc, evals, seconds in rows:
-        print(f"{label:26s} {n:6d} {loss:10.4f} {acc:8.3f} {evals:6d} {seconds:7.2f}")
-    save_plot(curves, Path(__file__).with_name("quickstart.png"))
+    for label, r in results.items():
+        print(
+            f"{label:26s} {r['params']:6d} {r['loss']:10.4f} {r['accuracy']:8.3f} {r['evals']:6d} {r['seconds']:7.2f}"
+        )
+    save_plot({label: r["curve"] for label, r in results.items()}, Path(__file__).with_name("quickstart.png"))
 
 
 def save_plot(curves: dict[str, list[float]], path: Path) -> None:

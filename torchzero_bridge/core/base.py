@@ -42,7 +42,7 @@ import torch
 from scipy.optimize import OptimizeResult
 
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.objective import Objective, StopSolve
+from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
 from torchzero_bridge.core.progress import Progress
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
@@ -116,12 +116,12 @@ class BridgeOptimizer(torch.optim.Optimizer):
         timeout: float | None = None,
         progress: bool = False,
         threads: ThreadsSpec = "auto",
-        nonfinite: str = "inf",
+        nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         if isinstance(params, torch.Tensor):
             raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
-        params = list(params)
-        FlatParams(params, allow_integer=self.allow_integer)  # validates with messages naming tensors
+        param_list: list[Any] = list(params)
+        FlatParams(param_list, allow_integer=self.allow_integer)  # validates with messages naming tensors
         if callback is not None and not callable(callback):
             raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
         if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
@@ -131,12 +131,12 @@ class BridgeOptimizer(torch.optim.Optimizer):
         if nonfinite not in ("inf", "raise", "pass"):
             raise ValueError(f"nonfinite: expected one of ('inf', 'raise', 'pass'), got {nonfinite!r}")
         check_threads(threads)
-        super().__init__(params, {"bounds": None, **(defaults or {})})
+        super().__init__(param_list, {"bounds": None, **(defaults or {})})
         self.callback = callback
         self.timeout = timeout
         self.progress = progress
         self.threads = threads
-        self.nonfinite = nonfinite
+        self.nonfinite: NonFinitePolicy = nonfinite
         self.result: OptimizeResult | None = None
 
     # ------------------------------------------------------------------ public
@@ -194,7 +194,6 @@ class BridgeOptimizer(torch.optim.Optimizer):
             objective.release()
         self.result = result
         loss = self._write_answer(ctx, result, final_grad=True)
-        self.state["bridge"] = self._bridge_state()
         return torch.tensor(loss, dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
@@ -208,7 +207,6 @@ class BridgeOptimizer(torch.optim.Optimizer):
         state_dict = dict(state_dict)
         bridge = state_dict.pop("bridge", None)
         super().load_state_dict(state_dict)
-        self.state.pop("bridge", None)
         if bridge is not None:
             self._load_bridge_state(copy.deepcopy(bridge))
 

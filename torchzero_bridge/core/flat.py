@@ -142,9 +142,7 @@ class FlatParams:
         self._plain = not self._slow and not any(p.is_complex() for p in self.params)
         self._grad_buf = torch.empty(self.n, dtype=torch.float64)
         self._grad_np: np.ndarray = self._grad_buf.numpy()
-        self._grad_views = [
-            self._grad_buf[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)
-        ]
+        self._grad_views = [self._grad_buf[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
         self.has_integers = bool(self.integer_mask.any())
         floats = [r.dtype for r in self._real if r.is_floating_point()]
         self.eps = max((torch.finfo(d).eps for d in floats), default=float(np.finfo(np.float64).eps))
@@ -269,11 +267,11 @@ class FlatParams:
         gs = [p.grad for p in self.params]
         if self._plain and not _any_none(gs):  # every tensor a real CPU float: one foreach copy
             if self.n < _LARGE:
-                torch._foreach_copy_(self._grad_views, gs)
+                torch._foreach_copy_(self._grad_views, gs)  # type: ignore[arg-type]
                 return self._grad_np.copy()
             out = torch.empty(self.n, dtype=torch.float64)
             views = [out[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
-            torch._foreach_copy_(views, gs)
+            torch._foreach_copy_(views, gs)  # type: ignore[arg-type]
             return out.numpy()
         if all(g is None for g in gs):
             return None
@@ -430,7 +428,7 @@ def _as_groups(param_groups: Any) -> list[Mapping[str, Any]]:
         raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
     items = list(param_groups)
     if items and isinstance(items[0], Mapping):
-        groups = []
+        groups: list[Mapping[str, Any]] = []
         for gi, g in enumerate(items):
             if not isinstance(g, Mapping) or "params" not in g:
                 raise TypeError(f"param_groups[{gi}]: expected a dict with a 'params' entry")

@@ -220,12 +220,12 @@ class Objective:
         else:
             H = np.empty((n, n))
             xx = np.asarray(x, dtype=np.float64)
-            e = np.zeros(n)
+            unit = np.zeros(n)
             self.nhev += 1
             for i in range(n):
-                e[i] = 1.0
-                H[:, i] = self._fd_hvp(xx, e)
-                e[i] = 0.0
+                unit[i] = 1.0
+                H[:, i] = self._fd_hvp(xx, unit)
+                unit[i] = 0.0
             H = 0.5 * (H + H.T)
         return H
 

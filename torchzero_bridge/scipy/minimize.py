@@ -35,7 +35,7 @@ import torch
 from scipy.optimize import Bounds, OptimizeResult, minimize
 
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
-from torchzero_bridge.core.objective import HVP_METHODS
+from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
@@ -101,7 +101,7 @@ class MinimizeWrapper(BridgeOptimizer):
         timeout: float | None = None,
         progress: bool = False,
         threads: ThreadsSpec = "auto",
-        nonfinite: str = "inf",
+        nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         args = _merge_args(
             minimizer_args,

@@ -280,6 +280,28 @@ def test_torch_constraint_jacobian_is_exact() -> None:
     np.testing.assert_allclose(cons[0]["fun"](x), c(torch.tensor(x)).numpy(), rtol=1e-14)
 
 
+def test_torch_constraint_hessian_is_exact() -> None:
+    """trust-constr gets sum_i v_i * Hessian(c_i) by double backward instead of a BFGS guess."""
+    from scipy.optimize import NonlinearConstraint
+
+    from torchzero_bridge.scipy.constraints import convert_constraints
+
+    a = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([[0.5]], dtype=torch.float64, requires_grad=True)
+    flat = tzb.FlatParams([a, b])
+    fun = lambda: torch.stack([(a**2).sum() * b[0, 0], a[0] - b[0, 0] ** 3])  # noqa: E731
+    (con,), _ = convert_constraints([NonlinearConstraint(fun, -1.0, 1.0)], flat, objects=True)
+    x = np.array([0.7, 0.1, -0.4])
+    v = np.array([2.0, -3.0])
+
+    def weighted(u: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (u[:2] ** 2).sum() * u[2] - 3.0 * (u[0] - u[2] ** 3)
+
+    H = torch.autograd.functional.hessian(weighted, torch.tensor(x)).numpy()
+    op = con.hess(x, v)
+    np.testing.assert_allclose(op @ np.eye(3), H, rtol=1e-14, atol=1e-14)
+
+
 def test_plain_scipy_constraints_pass_through() -> None:
     w = torch.tensor([0.0, 0.0], dtype=torch.float64, requires_grad=True)
     opt = tzb.MinimizeWrapper([w], method="SLSQP", constraints={"type": "eq", "fun": lambda v: v[0] + v[1] - 1.0})

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.optimize import LinearConstraint, NonlinearConstraint
+from scipy.sparse.linalg import LinearOperator
 
 from torchzero_bridge.core.flat import FlatParams
 
@@ -84,6 +85,38 @@ class TorchConstraintFunction:
                 self._J = self._jacobian(c)
         return self._J.copy()  # type: ignore[union-attr]
 
+    def hess(self, x: np.ndarray, v: np.ndarray) -> LinearOperator:
+        """``sum_i v_i * Hessian(c_i)(x)`` as a linear operator (exact, by double backward).
+
+        Each product re-runs the constraint function at ``x``, so the operator stays correct
+        whatever the parameters hold in between.
+        """
+        x = np.array(x, dtype=np.float64)
+        v = np.array(v, dtype=np.float64).reshape(-1)
+        n = self.flat.n
+        idx = [i for i, p in enumerate(self.flat.params) if p.requires_grad]
+        params = [self.flat.params[i] for i in idx]
+
+        def matvec(p: np.ndarray) -> np.ndarray:
+            self.flat.write(x)
+            with torch.enable_grad():
+                c = self._call()
+                if not isinstance(c, torch.Tensor) or not c.requires_grad:
+                    return np.zeros(n)
+                cv = c.reshape(-1)
+                s = (cv * torch.as_tensor(v, dtype=cv.dtype, device=cv.device)).sum()
+                gs = torch.autograd.grad(s, params, create_graph=True, allow_unused=True)
+                pieces = self.flat.unflatten(np.asarray(p, dtype=np.float64).reshape(-1))
+                outs = [(g, pieces[i]) for g, i in zip(gs, idx) if g is not None and g.requires_grad]
+                if not outs:
+                    return np.zeros(n)
+                res = torch.autograd.grad(
+                    [o for o, _ in outs], params, grad_outputs=[q for _, q in outs], allow_unused=True
+                )
+            return self._flatten(idx, res)
+
+        return LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+
     def _call(self) -> Any:
         self.ncalls += 1
         c = self.fun()
@@ -128,13 +161,17 @@ def _to_numpy(c: Any) -> np.ndarray:
     return np.atleast_1d(np.asarray(c, dtype=np.float64)).reshape(-1)
 
 
-def convert_constraints(constraints: Any, flat: FlatParams) -> tuple[list[Any], list[TorchConstraintFunction]]:
+def convert_constraints(
+    constraints: Any, flat: FlatParams, *, objects: bool = False
+) -> tuple[list[Any], list[TorchConstraintFunction]]:
     """Turn torch constraints into scipy constraints on the flat vector.
 
     Args:
         constraints: a dict, a ``NonlinearConstraint``/``LinearConstraint``, or a sequence of
             them. Torch ones (zero-argument ``fun``) are converted; others pass through.
         flat: the parameter layout.
+        objects: give torch constraints as ``NonlinearConstraint`` objects with exact
+            constraint Hessians (for trust-constr, which otherwise approximates them by BFGS).
 
     Returns:
         ``(scipy_constraints, torch_functions)``; the second list lets callers count calls.
@@ -159,14 +196,23 @@ def convert_constraints(constraints: Any, flat: FlatParams) -> tuple[list[Any], 
             if is_torch_function(con["fun"]):
                 fn = TorchConstraintFunction(con["fun"], flat, name)
                 fns.append(fn)
-                out.append({"type": con["type"], "fun": fn.value, "jac": fn.jac})
+                if objects:
+                    ub = 0.0 if con["type"] == "eq" else np.inf
+                    out.append(NonlinearConstraint(fn.value, 0.0, ub, jac=fn.jac, hess=fn.hess))
+                else:
+                    out.append({"type": con["type"], "fun": fn.value, "jac": fn.jac})
             else:
                 out.append(con)
         elif isinstance(con, NonlinearConstraint):
             if is_torch_function(con.fun):
                 fn = TorchConstraintFunction(con.fun, flat, name)
                 fns.append(fn)
-                out.append(NonlinearConstraint(fn.value, con.lb, con.ub, jac=fn.jac, keep_feasible=con.keep_feasible))
+                hess = fn.hess if objects else con.hess
+                out.append(
+                    NonlinearConstraint(
+                        fn.value, con.lb, con.ub, jac=fn.jac, hess=hess, keep_feasible=con.keep_feasible
+                    )
+                )
             else:
                 out.append(con)
         elif isinstance(con, LinearConstraint):

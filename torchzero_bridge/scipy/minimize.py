@@ -221,7 +221,7 @@ class MinimizeWrapper(BridgeOptimizer):
                 )
                 ctx.x0 = np.clip(x0, lo, hi)
             kwargs["bounds"] = Bounds(lo, hi)
-        constraints, _ = convert_constraints(a.get("constraints"), flat)
+        constraints, _ = convert_constraints(a.get("constraints"), flat, objects=info.key == "trust-constr")
         if constraints:
             kwargs["constraints"] = constraints
         if a.get("tol") is not None:

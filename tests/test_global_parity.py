@@ -19,27 +19,9 @@ import torch
 from scipy import optimize as so
 
 import torchzero_bridge as tzb
-from torchzero_bridge.testing.global_functions import GLOBAL_FUNCTIONS, GlobalProblem
+from torchzero_bridge.testing.global_functions import GLOBAL_FUNCTIONS, CountedFunction, GlobalProblem
 
 NAMES = list(GLOBAL_FUNCTIONS)
-
-
-class Counted:
-    """A numpy function that counts its calls, and the calls a one-point memo would run."""
-
-    def __init__(self, fun: Callable[[np.ndarray], Any]) -> None:
-        self.fun = fun
-        self.calls = 0
-        self.distinct = 0
-        self._last: np.ndarray | None = None
-
-    def __call__(self, x: np.ndarray) -> float:
-        x = np.array(x, dtype=np.float64)
-        self.calls += 1
-        if self._last is None or not np.array_equal(x, self._last):
-            self.distinct += 1
-        self._last = x
-        return float(self.fun(x))
 
 
 def dims(name: str) -> int:
@@ -77,7 +59,9 @@ def grouped(model: GlobalProblem, name: str) -> list[dict[str, Any]]:
     return [{"params": params, "bounds": (lo, hi)}]
 
 
-def assert_same_run(opt: tzb.BridgeOptimizer, model: GlobalProblem, ref: so.OptimizeResult, counted: Counted) -> None:
+def assert_same_run(
+    opt: tzb.BridgeOptimizer, model: GlobalProblem, ref: so.OptimizeResult, counted: CountedFunction
+) -> None:
     res = opt.result
     assert res is not None
     scale = max(1.0, float(np.abs(ref.x).max()))
@@ -115,7 +99,7 @@ def test_differential_evolution_matches_scipy(name: str) -> None:
     model, closure = problem(name)
     opt = tzb.DifferentialEvolutionWrapper(grouped(model, name), {"rng": 1, "maxiter": 60})
     opt.step(closure)
-    f = Counted(spec.fun)
+    f = CountedFunction(spec.fun)
     polish = functools.partial(so.minimize, method="L-BFGS-B", jac=spec.grad)
     ref = so.differential_evolution(f, spec.bounds(dims(name)), rng=1, maxiter=60, x0=start(name), polish=polish)
     assert_same_run(opt, model, ref, f)
@@ -130,7 +114,7 @@ def test_dual_annealing_matches_scipy(name: str) -> None:
     model, closure = problem(name)
     opt = tzb.DualAnnealingWrapper(model.parameters(), None, {"bounds": spec.bounds(n), "rng": 1, "maxiter": 50})
     opt.step(closure)
-    f = Counted(spec.fun)
+    f = CountedFunction(spec.fun)
     local = {"method": "L-BFGS-B", "jac": spec.grad, "bounds": spec.bounds(n), "options": {"maxiter": 100}}
     ref = so.dual_annealing(f, spec.bounds(n), rng=1, maxiter=50, x0=start(name), minimizer_kwargs=local)
     assert_same_run(opt, model, ref, f)
@@ -144,7 +128,7 @@ def test_basinhopping_matches_scipy(name: str) -> None:
     model, closure = problem(name)
     opt = tzb.BasinHoppingWrapper(grouped(model, name), None, {"niter": 15, "rng": 1})
     opt.step(closure)
-    f = Counted(spec.fun)
+    f = CountedFunction(spec.fun)
     local = {"method": "L-BFGS-B", "jac": spec.grad, "bounds": spec.bounds(n)}
     ref = so.basinhopping(f, start(name), niter=15, rng=1, minimizer_kwargs=local)
     assert_same_run(opt, model, ref, f)
@@ -158,7 +142,7 @@ def test_shgo_matches_scipy(name: str) -> None:
     model, closure = problem(name)
     opt = tzb.SHGOWrapper(model.parameters(), None, {"bounds": spec.bounds(n)})
     opt.step(closure)
-    f = Counted(spec.fun)
+    f = CountedFunction(spec.fun)
     local = {"method": "SLSQP", "jac": spec.grad, "options": {"ftol": 1e-12}}
     ref = so.shgo(f, spec.bounds(n), minimizer_kwargs=local)
     assert_same_run(opt, model, ref, f)
@@ -171,7 +155,7 @@ def test_direct_matches_scipy(name: str) -> None:
     model, closure = problem(name)
     opt = tzb.DirectWrapper(grouped(model, name), maxfun=1000)
     opt.step(closure)
-    f = Counted(spec.fun)
+    f = CountedFunction(spec.fun)
     ref = so.direct(f, spec.bounds(dims(name)), maxfun=1000)
     assert_same_run(opt, model, ref, f)
     assert opt.result.njev == 0, "DIRECT is derivative-free: no backward pass"
@@ -183,7 +167,7 @@ def test_basinhopping_with_hessian_vector_products_matches_scipy() -> None:
     model, closure = problem("styblinski_tang")
     opt = tzb.BasinHoppingWrapper(model.parameters(), {"method": "trust-ncg"}, niter=5, rng=3)
     opt.step(closure)
-    f = Counted(spec.fun)
+    f = CountedFunction(spec.fun)
     products = []
 
     def hessp(x: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -162,6 +162,11 @@ def plain_data(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _objects(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that :func:`plain_data` leaves out (kept when loading a state)."""
+    return {k: v for k, v in options.items() if not _is_plain(v)}
+
+
 def _is_plain(v: Any) -> bool:
     if isinstance(v, _PLAIN):
         return True
@@ -333,18 +338,22 @@ class GlobalWrapper(BridgeOptimizer):
         state["flat_bounds"] = self.flat_bounds if _is_plain(self.flat_bounds) else None
         if self.local_args is not None:
             state["minimizer_args"] = plain_data(self.local_args)
+            state["default_local"] = self.default_local
         state["rng"] = _rng_state(self._rng_kind, self._rng)
         return state
 
     def _load_bridge_state(self, state: dict[str, Any]) -> None:
         super()._load_bridge_state(state)
-        self.solver_kwargs.update(state.get("solver_kwargs", {}))
-        if state.get("flat_bounds") is not None:
+        if "solver_kwargs" in state:
+            self.solver_kwargs = {**_objects(self.solver_kwargs), **state["solver_kwargs"]}
+        if "flat_bounds" in state:
             self.flat_bounds = state["flat_bounds"]
         if self.local_args is not None and "minimizer_args" in state:
-            self.local_args.update(state["minimizer_args"])
-        if state.get("rng") is not None:
-            self._rng_kind, self._rng = _rng_restore(state["rng"])
+            self.local_args = {**_objects(self.local_args), **state["minimizer_args"]}
+            self.local_info = _resolve_method(self.local_args)
+            self.default_local = bool(state.get("default_local", self.default_local))
+        if "rng" in state:
+            self._rng_kind, self._rng = (None, None) if state["rng"] is None else _rng_restore(state["rng"])
 
     # ------------------------------------------------------------------ solve
     def _solve(self, ctx: SolveContext) -> OptimizeResult:

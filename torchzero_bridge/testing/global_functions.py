@@ -33,6 +33,7 @@ import torch
 __all__ = [
     "GLOBAL_FUNCTIONS",
     "Ackley",
+    "CountedFunction",
     "Eggholder",
     "GlobalFunction",
     "GlobalProblem",
@@ -258,6 +259,40 @@ def levy_grad(x: np.ndarray) -> np.ndarray:
     t = w[-1]
     g[-1] += 2.0 * (t - 1.0) * (1.0 + np.sin(_TWO_PI * t) ** 2) + (t - 1.0) ** 2 * _TWO_PI * np.sin(4.0 * math.pi * t)
     return g / 4.0
+
+
+# ---------------------------------------------------------------------- reference runs
+class CountedFunction:
+    """A numpy objective that counts its calls, for comparing evaluation counts with a wrapper.
+
+    ``calls`` is what scipy reports as ``nfev``. ``distinct`` counts only calls at a point
+    different from the previous call's: the closure runs a wrapper performs, since its
+    memoized objective answers a repeated request for the point it has just evaluated.
+
+    Args:
+        fun: the numpy function.
+
+    Example:
+        >>> import numpy as np
+        >>> f = CountedFunction(rastrigin)
+        >>> _ = f(np.zeros(2)), f(np.zeros(2)), f(np.ones(2))
+        >>> f.calls, f.distinct
+        (3, 2)
+    """
+
+    def __init__(self, fun: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.fun = fun
+        self.calls = 0
+        self.distinct = 0
+        self._last: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> float:
+        x = np.array(x, dtype=np.float64)
+        self.calls += 1
+        if self._last is None or not np.array_equal(x, self._last):
+            self.distinct += 1
+        self._last = x
+        return float(self.fun(x))
 
 
 # ---------------------------------------------------------------------- registry

@@ -334,3 +334,11 @@ def test_state_dict_round_trips_options_for_every_wrapper() -> None:
         assert fresh._rng_kind == opt._rng_kind
         if opt._rng is not None:  # the restored generator continues the same stream
             np.testing.assert_array_equal(fresh._rng.uniform(size=4), copy.deepcopy(opt._rng).uniform(size=4))
+
+
+def test_param_groups_may_hold_generators() -> None:
+    model = Ackley.at([1.7, -2.4])
+    opt = tzb.DirectWrapper([{"params": model.parameters(), "bounds": (-5.0, 5.0)}], maxfun=200)
+    assert len(opt.param_groups[0]["params"]) == 2
+    opt.step(lambda: model())
+    assert opt.result.nfev >= 200

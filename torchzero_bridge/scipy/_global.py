@@ -162,6 +162,13 @@ def plain_data(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _materialize(group: Any) -> Any:
+    """A param-group dict with its ``params`` as a list (a generator would be consumed by validation)."""
+    if isinstance(group, Mapping) and not isinstance(group.get("params"), (torch.Tensor, list)):
+        return {**group, "params": list(group["params"])}
+    return group
+
+
 def _objects(options: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``options`` that :func:`plain_data` leaves out (kept when loading a state)."""
     return {k: v for k, v in options.items() if not _is_plain(v)}
@@ -220,7 +227,7 @@ class GlobalWrapper(BridgeOptimizer):
     ) -> None:
         if isinstance(params, torch.Tensor):
             raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
-        params = list(params)
+        params = [_materialize(g) for g in params]  # groups may hold generators (model.parameters())
         flat = FlatParams(params, allow_integer=self.allow_integer)  # validates with messages naming tensors
         self.default_local = False
         kwargs = self._merge_solver_kwargs(solver_kwargs, keywords)

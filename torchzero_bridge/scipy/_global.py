@@ -154,6 +154,10 @@ def plain_data(options: Mapping[str, Any]) -> dict[str, Any]:
 
     Callables and objects (``workers`` pools, ``take_step``, callbacks) are left out: they
     cannot be saved in a ``state_dict``.
+
+    Example:
+        >>> plain_data({"niter": 5, "take_step": print, "options": {"maxiter": 3}})
+        {'niter': 5, 'options': {'maxiter': 3}}
     """
     out: dict[str, Any] = {}
     for k, v in options.items():
@@ -201,6 +205,19 @@ class GlobalWrapper(BridgeOptimizer):
         threads: BLAS/OpenMP thread limit while scipy runs.
         nonfinite: how NaN/inf losses are reported to scipy.
         hvp_method: Hessian-vector products for local methods that use them.
+
+    Example:
+        >>> from scipy.optimize import direct
+        >>> class MyDirect(GlobalWrapper):
+        ...     solver = staticmethod(direct)
+        ...     def _run(self, ctx, kwargs):
+        ...         lo, hi = require_bounds(ctx.flat, self.flat_bounds, "MyDirect")
+        ...         return direct(ctx.objective.value, Bounds(lo, hi), **kwargs)
+        >>> w = torch.zeros(1, dtype=torch.float64)
+        >>> opt = MyDirect([{"params": [w], "bounds": (-2.0, 2.0)}], None, None, {"maxfun": 50})
+        >>> loss = opt.step(lambda: (w - 1.0).pow(2).sum())
+        >>> round(w.item(), 2)
+        1.0
     """
 
     solver: ClassVar[Callable[..., OptimizeResult]]
@@ -387,6 +404,10 @@ def make_generator(kind: str, value: Any) -> Any:
 
     ``rng`` follows ``numpy.random.default_rng``; ``seed`` follows scipy's legacy rule (an int
     seeds a ``RandomState``; a ``Generator`` or ``RandomState`` is used as is).
+
+    Example:
+        >>> type(make_generator("rng", 0)).__name__, type(make_generator("seed", 0)).__name__
+        ('Generator', 'RandomState')
     """
     if kind == "rng":
         return np.random.default_rng(value)

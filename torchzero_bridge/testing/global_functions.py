@@ -310,6 +310,11 @@ class GlobalFunction:
         dims: the dimensions the function is defined for (``None`` = any ``n >= 1``).
         fmin: the global minimum as a function of ``n``.
         xmin: the global minimizer(s) as a function of ``n``, shape ``(k, n)``.
+
+    Example:
+        >>> spec = GLOBAL_FUNCTIONS["six_hump_camel"]
+        >>> spec.bounds(2), round(spec.minimum(2), 4), spec.argmins(2).shape
+        ([(-3.0, 3.0), (-2.0, 2.0)], -1.0316, (2, 2))
     """
 
     name: str

@@ -2,8 +2,8 @@
 
 Example:
     >>> import torchzero_bridge as tzb
-    >>> sorted(n for n in tzb.__all__ if n.endswith("Wrapper"))[:1]
-    ['MinimizeWrapper']
+    >>> sorted(n for n in tzb.__all__ if n.endswith("Wrapper"))[:2]
+    ['BasinHoppingWrapper', 'DifferentialEvolutionWrapper']
 """
 
 from torchzero_bridge.core import BatchObjective, BridgeOptimizer, FlatParams, Objective, StopSolve
@@ -14,21 +14,33 @@ from torchzero_bridge.errors import (
     MissingGradientError,
     NonFiniteLossWarning,
 )
-from torchzero_bridge.scipy import MinimizeWrapper
+from torchzero_bridge.scipy import (
+    BasinHoppingWrapper,
+    DifferentialEvolutionWrapper,
+    DirectWrapper,
+    DualAnnealingWrapper,
+    MinimizeWrapper,
+    SHGOWrapper,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BasinHoppingWrapper",
     "BatchObjective",
     "BridgeOptimizer",
     "BridgeWarning",
     "ClosureError",
+    "DifferentialEvolutionWrapper",
+    "DirectWrapper",
+    "DualAnnealingWrapper",
     "FlatParams",
     "IgnoredOptionWarning",
     "MinimizeWrapper",
     "MissingGradientError",
     "NonFiniteLossWarning",
     "Objective",
+    "SHGOWrapper",
     "StopSolve",
     "__version__",
 ]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,7 +46,7 @@ from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolv
 from torchzero_bridge.core.progress import Progress
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
-__all__ = ["BridgeOptimizer", "SolveContext"]
+__all__ = ["BridgeOptimizer", "SolveContext", "materialize_params"]
 
 UserCallback = Callable[[OptimizeResult], Any]
 
@@ -118,9 +118,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
         threads: ThreadsSpec = "auto",
         nonfinite: NonFinitePolicy = "inf",
     ) -> None:
-        if isinstance(params, torch.Tensor):
-            raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
-        param_list: list[Any] = list(params)
+        param_list = materialize_params(params)
         FlatParams(param_list, allow_integer=self.allow_integer)  # validates with messages naming tensors
         if callback is not None and not callable(callback):
             raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
@@ -283,6 +281,22 @@ class BridgeOptimizer(torch.optim.Optimizer):
         if obj.n_nonfinite:
             result.n_nonfinite = obj.n_nonfinite
         return fun
+
+
+def materialize_params(params: Any) -> list[Any]:
+    """``params`` as a list, each group's ``params`` a list too (generators are consumed once).
+
+    Raises:
+        TypeError: a single tensor instead of an iterable.
+    """
+    if isinstance(params, torch.Tensor):
+        raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
+    out: list[Any] = []
+    for item in params:
+        if isinstance(item, Mapping) and not isinstance(item.get("params"), (torch.Tensor, list)):
+            item = {**item, "params": list(item["params"])}
+        out.append(item)
+    return out
 
 
 def _as_float(v: Any) -> float:

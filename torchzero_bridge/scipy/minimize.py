@@ -35,13 +35,14 @@ import torch
 from scipy.optimize import Bounds, OptimizeResult, minimize
 
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
-from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy
+from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
 from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, method_info
 
-__all__ = ["MinimizeWrapper", "resolve_jac"]
+__all__ = ["MinimizeWrapper", "builtin_hessian", "clip_start", "minimize_callables", "resolve_jac"]
 
 _ARG_KEYS = ("method", "jac", "hess", "hessp", "bounds", "constraints", "tol", "options", "callback")
 _FD_JAC = ("2-point", "3-point")
@@ -148,12 +149,7 @@ class MinimizeWrapper(BridgeOptimizer):
 
     def _builtin_hessian(self) -> str | None:
         """``"hessp"``/``"dense"`` when we supply second derivatives ourselves."""
-        a = self.minimizer_args
-        if self.info.hess is None or a.get("hess") is not None or a.get("hessp") is not None:
-            return None
-        if not self.info.gradient or resolve_jac(a.get("jac", "auto"), self.info) != "exact":
-            return None
-        return self.info.hess
+        return builtin_hessian(self.minimizer_args, self.info)
 
     def _bridge_state(self) -> dict[str, Any]:
         state = super()._bridge_state()
@@ -175,51 +171,13 @@ class MinimizeWrapper(BridgeOptimizer):
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
         a = self.minimizer_args
         info = self.info
-        obj = ctx.objective
         flat = ctx.flat
-        kwargs: dict[str, Any] = {}
-        options = dict(a.get("options") or {})
-
-        jac_kind = resolve_jac(a.get("jac", "auto"), info)
-        if jac_kind == "exact":
-            obj.expect_gradients()
-            fun: Callable[..., Any] = obj.fun
-            kwargs["jac"] = obj.grad
-        elif jac_kind == "none":
-            fun = obj.value
-        elif jac_kind == "estimator":
-            fun = obj.value
-            kwargs["jac"] = a["jac"].make_scipy_jac(obj)
-        else:  # "2-point", "3-point", callable, or scipy's default finite differences
-            fun = obj.value
-            kwargs["jac"] = None if jac_kind == "scipy-default" else a["jac"]
-            _scale_fd_step(jac_kind, info, flat.eps, ctx.x0, options, kwargs)
-
-        builtin = self._builtin_hessian()
-        if builtin == "hessp":
-            kwargs["hessp"] = obj.hessp
-        elif builtin == "dense":
-            kwargs["hess"] = obj.hess
-        if a.get("hess") is not None:
-            kwargs["hess"] = a["hess"]
-        if a.get("hessp") is not None:
-            kwargs["hessp"] = a["hessp"]
-        if info is CUSTOM:
-            kwargs.setdefault("hess", obj.hess)
+        fun, kwargs = minimize_callables(a, info, ctx.objective, flat, ctx.x0)
 
         bounds = flat.bounds(a.get("bounds")) if info.bounds else None
         if bounds is not None:
             lo, hi = bounds
-            x0 = ctx.x0
-            outside = (x0 < lo) | (x0 > hi)
-            if outside.any():
-                k = int(np.flatnonzero(outside)[0])
-                warnings.warn(
-                    f"the starting point is outside the bounds at {int(outside.sum())} entries "
-                    f"(first: {flat.locate(k)}); it was clipped into the bounds",
-                    stacklevel=4,
-                )
-                ctx.x0 = np.clip(x0, lo, hi)
+            ctx.x0 = clip_start(ctx.x0, lo, hi, flat, stacklevel=4)
             kwargs["bounds"] = Bounds(lo, hi)
         constraints, _ = convert_constraints(a.get("constraints"), flat, objects=info.key == "trust-constr")
         if constraints:
@@ -228,12 +186,128 @@ class MinimizeWrapper(BridgeOptimizer):
             kwargs["tol"] = a["tol"]
 
         method = a["method"] if info is CUSTOM else info.name
-        return minimize(fun, ctx.x0, method=method, callback=ctx.callback, options=options, **kwargs)
+        return minimize(fun, ctx.x0, method=method, callback=ctx.callback, **kwargs)
 
 
 # ---------------------------------------------------------------------- helpers
+def builtin_hessian(args: Mapping[str, Any], info: MethodInfo) -> str | None:
+    """``"hessp"``/``"dense"`` when the library supplies second derivatives for ``args``.
+
+    Args:
+        args: normalized ``minimize`` arguments (``method``, ``jac``, ``hess``, ``hessp``...).
+        info: the method's capabilities.
+
+    Returns:
+        ``info.hess`` when the method takes second derivatives, the user gave none and the
+        gradient is exact (autograd); else ``None``.
+
+    Example:
+        >>> from torchzero_bridge.scipy.methods import method_info
+        >>> builtin_hessian({"method": "trust-ncg"}, method_info("trust-ncg"))
+        'hessp'
+    """
+    if info.hess is None or args.get("hess") is not None or args.get("hessp") is not None:
+        return None
+    if not info.gradient or resolve_jac(args.get("jac", "auto"), info) != "exact":
+        return None
+    return info.hess
+
+
+def minimize_callables(
+    args: Mapping[str, Any], info: MethodInfo, objective: Objective, flat: FlatParams, x0: np.ndarray | None = None
+) -> tuple[Callable[..., float], dict[str, Any]]:
+    """The ``fun`` and the derivative keywords (``jac``/``hess``/``hessp``/``options``) for ``minimize``.
+
+    Exact gradients come from the memoized ``objective`` (one closure run per point for value
+    and gradient); second derivatives from its Hessian-vector products when the method takes
+    them and the user gave none.
+
+    Args:
+        args: normalized ``minimize`` arguments.
+        info: the method's capabilities.
+        objective: the memoized objective of this solve.
+        flat: the parameter layout.
+        x0: the starting point (scales finite-difference steps for low-precision parameters).
+
+    Returns:
+        ``(fun, kwargs)``: the function to hand scipy and keyword arguments holding ``jac``,
+        ``hess``/``hessp`` when used, and ``options`` (a copy of ``args["options"]``).
+
+    Example:
+        >>> import torch
+        >>> from torchzero_bridge.core import FlatParams, Objective
+        >>> from torchzero_bridge.scipy.methods import method_info
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> flat = FlatParams([w])
+        >>> obj = Objective(flat, lambda: (w ** 2).sum())
+        >>> fun, kw = minimize_callables({"method": "Nelder-Mead"}, method_info("Nelder-Mead"), obj, flat)
+        >>> fun == obj.value, sorted(kw)
+        (True, ['options'])
+    """
+    kwargs: dict[str, Any] = {}
+    options = dict(args.get("options") or {})
+
+    jac_kind = resolve_jac(args.get("jac", "auto"), info)
+    if jac_kind == "exact":
+        objective.expect_gradients()
+        fun: Callable[..., float] = objective.fun
+        kwargs["jac"] = objective.grad
+    elif jac_kind == "none":
+        fun = objective.value
+    elif jac_kind == "estimator":
+        fun = objective.value
+        kwargs["jac"] = args["jac"].make_scipy_jac(objective)
+    else:  # "2-point", "3-point", callable, or scipy's default finite differences
+        fun = objective.value
+        kwargs["jac"] = None if jac_kind == "scipy-default" else args["jac"]
+        _scale_fd_step(jac_kind, info, flat.eps, x0, options, kwargs)
+
+    builtin = builtin_hessian(args, info)
+    if builtin == "hessp":
+        kwargs["hessp"] = objective.hessp
+    elif builtin == "dense":
+        kwargs["hess"] = objective.hess
+    if args.get("hess") is not None:
+        kwargs["hess"] = args["hess"]
+    if args.get("hessp") is not None:
+        kwargs["hessp"] = args["hessp"]
+    if info is CUSTOM:
+        kwargs.setdefault("hess", objective.hess)
+    kwargs["options"] = options
+    return fun, kwargs
+
+
+def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams, stacklevel: int = 2) -> np.ndarray:
+    """Return ``x0`` clipped into ``[lo, hi]``, warning (naming the first entry) when it was outside.
+
+    Args:
+        x0: the starting point.
+        lo: lower bounds (``-inf`` = none).
+        hi: upper bounds (``inf`` = none).
+        flat: the parameter layout (names the offending entry).
+        stacklevel: passed to ``warnings.warn``.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from torchzero_bridge.core import FlatParams
+        >>> flat = FlatParams([torch.zeros(2)])
+        >>> clip_start(np.zeros(2), np.full(2, -1.0), np.ones(2), flat).tolist()
+        [0.0, 0.0]
+    """
+    outside = (x0 < lo) | (x0 > hi)
+    if not outside.any():
+        return x0
+    k = int(np.flatnonzero(outside)[0])
+    warnings.warn(
+        f"the starting point is outside the bounds at {int(outside.sum())} entries "
+        f"(first: {flat.locate(k)}); it was clipped into the bounds",
+        stacklevel=stacklevel + 1,
+    )
+    return np.clip(x0, lo, hi)
+
+
 def _scale_fd_step(
-    jac_kind: str, info: MethodInfo, eps: float, x0: np.ndarray, options: dict[str, Any], kwargs: dict[str, Any]
+    jac_kind: str, info: MethodInfo, eps: float, x0: np.ndarray | None, options: dict[str, Any], kwargs: dict[str, Any]
 ) -> None:
     """Give scipy's finite differences a step that survives the parameters' rounding.
 
@@ -247,7 +321,8 @@ def _scale_fd_step(
     known = known_options(info.key) or frozenset()
     if jac_kind in ("scipy-default", "2-point") and "eps" in known:
         kwargs["jac"] = None  # scipy's forward differences with an absolute step
-        options["eps"] = math.sqrt(eps) * max(1.0, float(np.max(np.abs(x0))))
+        scale = 1.0 if x0 is None else max(1.0, float(np.max(np.abs(x0))))
+        options["eps"] = math.sqrt(eps) * scale
     elif jac_kind in ("2-point", "3-point") and info.fd_rel_step:
         options["finite_diff_rel_step"] = eps ** (1 / 3 if jac_kind == "3-point" else 1 / 2)
 

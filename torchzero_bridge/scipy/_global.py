@@ -1,0 +1,461 @@
+"""What the global ``scipy.optimize`` wrappers share.
+
+* :class:`GlobalWrapper`: the base class. It merges a gngdb-style options dict with keyword
+  arguments (checked against the scipy function's own parameter names), keeps the random
+  generator so that ``state_dict`` can resume a run exactly, and adapts each solver's
+  callback to the library's ``callback(OptimizeResult) -> stop?`` convention.
+* :func:`require_bounds`: the search box, or an error naming the tensor that lacks bounds.
+* :func:`local_minimizer`: the ``minimizer_kwargs`` a solver hands ``scipy.optimize.minimize``
+  for its local searches, built from the memoized objective exactly as
+  :class:`~torchzero_bridge.MinimizeWrapper` builds its own call.
+
+Example:
+    >>> import torch
+    >>> from torchzero_bridge.core import FlatParams
+    >>> from torchzero_bridge.scipy._global import require_bounds
+    >>> w = torch.zeros(2)
+    >>> lo, hi = require_bounds(FlatParams([{"params": [w], "bounds": (-1.0, 1.0)}]), None, "DIRECT")
+    >>> lo.tolist(), hi.tolist()
+    ([-1.0, -1.0], [1.0, 1.0])
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import numbers
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy.optimize import Bounds, OptimizeResult
+
+from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback, materialize_params
+from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
+from torchzero_bridge.core.threads import ThreadsSpec
+from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.scipy.constraints import convert_constraints
+from torchzero_bridge.scipy.methods import MethodInfo
+from torchzero_bridge.scipy.minimize import (
+    _merge_args,
+    _resolve_method,
+    _validate_jac,
+    builtin_hessian,
+    minimize_callables,
+)
+
+__all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
+
+_PLAIN = (type(None), bool, numbers.Number, str, np.ndarray, np.generic)
+
+
+def require_bounds(
+    flat: FlatParams, flat_bounds: Any, solver: str, *, finite: bool = True, bool_default: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The search box of a solver that needs one.
+
+    Args:
+        flat: the parameter layout (its groups may carry ``bounds=(lo, hi)``).
+        flat_bounds: scipy-style bounds over the flat vector, or ``None``.
+        solver: the solver's name, for messages.
+        finite: every entry must have finite bounds (else only *some* bounds must be given).
+        bool_default: boolean tensors without bounds get ``[0, 1]``.
+
+    Returns:
+        ``(lo, hi)`` float64 vectors.
+
+    Raises:
+        ValueError: no bounds at all, or (with ``finite``) an entry without finite bounds; the
+            message names the tensor and element. Also the errors of :meth:`FlatParams.bounds`
+            (``lo > hi``, wrong shape or length).
+
+    Example:
+        >>> import torch
+        >>> from torchzero_bridge.core import FlatParams
+        >>> flat = FlatParams([torch.zeros(1, dtype=torch.bool)], allow_integer=True)
+        >>> require_bounds(flat, None, "DE", bool_default=True)[1].tolist()
+        [1.0]
+    """
+    box = flat.bounds(flat_bounds)
+    if box is None:
+        lo, hi = np.full(flat.n, -np.inf), np.full(flat.n, np.inf)
+    else:
+        lo, hi = box
+    if bool_default:
+        for i, p in enumerate(flat.params):
+            if p.dtype == torch.bool:
+                sl = slice(flat.offsets[i], flat.offsets[i + 1])
+                free = np.isneginf(lo[sl]) & np.isposinf(hi[sl])
+                lo[sl][free], hi[sl][free] = 0.0, 1.0
+    missing = ~(np.isfinite(lo) & np.isfinite(hi)) if finite else np.isneginf(lo) & np.isposinf(hi)
+    if missing.any() and (finite or missing.all()):
+        k = int(np.flatnonzero(missing)[0])
+        need = "finite bounds for every entry" if finite else "bounds"
+        raise ValueError(
+            f"{solver} needs {need}; {flat.locate(k)} has none (lo={lo[k]}, hi={hi[k]}). Give the param "
+            "group bounds=(lo, hi) (scalars or tensors shaped like its parameters) or flat scipy-style "
+            "bounds in the solver's options"
+        )
+    return lo, hi
+
+
+def local_minimizer(
+    args: Mapping[str, Any], info: MethodInfo, objective: Objective, flat: FlatParams
+) -> tuple[Callable[..., float], dict[str, Any]]:
+    """``fun`` and ``minimizer_kwargs`` for a global solver's local searches.
+
+    Gradients and Hessian-vector products come from the memoized ``objective`` (see
+    :func:`~torchzero_bridge.scipy.minimize.minimize_callables`): with exact gradients the
+    returned ``fun`` computes the gradient along with every value, so the local search never
+    runs the closure twice at one point.
+
+    Args:
+        args: normalized ``minimize`` arguments (``method`` always set).
+        info: the method's capabilities.
+        objective: the memoized objective of this solve.
+        flat: the parameter layout.
+
+    Returns:
+        ``(fun, minimizer_kwargs)``.
+
+    Example:
+        >>> import torch
+        >>> from torchzero_bridge.core import FlatParams, Objective
+        >>> from torchzero_bridge.scipy.methods import method_info
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> flat = FlatParams([w])
+        >>> fun, kw = local_minimizer({"method": "BFGS"}, method_info("BFGS"), Objective(flat, lambda: w.sum()), flat)
+        >>> kw["method"], kw["jac"] == fun.__self__.grad
+        ('BFGS', True)
+    """
+    fun, kwargs = minimize_callables(args, info, objective, flat)
+    kwargs["method"] = args["method"] if callable(args["method"]) else info.name
+    if not kwargs["options"] and args.get("options") is None:
+        del kwargs["options"]
+    if args.get("bounds") is not None and info.bounds:
+        box = flat.bounds(args["bounds"])
+        if box is not None:
+            kwargs["bounds"] = Bounds(*box)
+    constraints, _ = convert_constraints(args.get("constraints"), flat)
+    if constraints:
+        kwargs["constraints"] = constraints
+    for key in ("tol", "callback"):
+        if args.get(key) is not None:
+            kwargs[key] = args[key]
+    return fun, kwargs
+
+
+def plain_data(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that are plain data (numbers, strings, arrays, nested dicts/lists).
+
+    Callables and objects (``workers`` pools, ``take_step``, callbacks) are left out: they
+    cannot be saved in a ``state_dict``.
+
+    Example:
+        >>> plain_data({"niter": 5, "take_step": print, "options": {"maxiter": 3}})
+        {'niter': 5, 'options': {'maxiter': 3}}
+    """
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if _is_plain(v):
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _objects(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` that :func:`plain_data` leaves out (kept when loading a state)."""
+    return {k: v for k, v in options.items() if not _is_plain(v)}
+
+
+def _is_plain(v: Any) -> bool:
+    if isinstance(v, _PLAIN):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_is_plain(x) for x in v)
+    if isinstance(v, Mapping):
+        return all(isinstance(k, str) and _is_plain(x) for k, x in v.items())
+    return False
+
+
+class GlobalWrapper(BridgeOptimizer):
+    """Base class of the wrappers around scipy's global solvers; one ``step`` is one solve.
+
+    Subclasses set :attr:`solver` and :attr:`options_name` and implement :meth:`_run`.
+
+    Args:
+        params: tensors or param-group dicts (a group may carry ``bounds=(lo, hi)``).
+        minimizer_args: ``minimize`` arguments for the local searches (``None`` for solvers
+            without local searches).
+        solver_kwargs: the scipy function's keyword arguments (gngdb's dict).
+        keywords: more of the scipy function's arguments as keywords.
+        callback: called with an ``OptimizeResult`` (at least ``x`` and ``fun``); ``True`` stops.
+        timeout: seconds before the run stops cleanly.
+        progress: show a progress bar.
+        threads: BLAS/OpenMP thread limit while scipy runs.
+        nonfinite: how NaN/inf losses are reported to scipy.
+        hvp_method: Hessian-vector products for local methods that use them.
+
+    Example:
+        >>> from scipy.optimize import direct
+        >>> class MyDirect(GlobalWrapper):
+        ...     solver = staticmethod(direct)
+        ...     def _run(self, ctx, kwargs):
+        ...         lo, hi = require_bounds(ctx.flat, self.flat_bounds, "MyDirect")
+        ...         return direct(ctx.objective.value, Bounds(lo, hi), **kwargs)
+        >>> w = torch.zeros(1, dtype=torch.float64)
+        >>> opt = MyDirect([{"params": [w], "bounds": (-2.0, 2.0)}], None, None, {"maxfun": 50})
+        >>> loss = opt.step(lambda: (w - 1.0).pow(2).sum())
+        >>> round(w.item(), 2)
+        1.0
+    """
+
+    solver: ClassVar[Callable[..., OptimizeResult]]
+    """The scipy function."""
+    options_name: ClassVar[str] = "solver_kwargs"
+    """Name of the options dict in messages (``de_kwargs``...)."""
+    has_local_search: ClassVar[bool] = False
+    """The solver runs ``scipy.optimize.minimize`` and takes ``minimizer_kwargs``."""
+    _controlled: ClassVar[frozenset[str]] = frozenset({"func", "x0", "args", "minimizer_kwargs"})
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        minimizer_args: Mapping[str, Any] | None,
+        solver_kwargs: Mapping[str, Any] | None,
+        keywords: Mapping[str, Any],
+        *,
+        callback: UserCallback | None = None,
+        timeout: float | None = None,
+        progress: bool = False,
+        threads: ThreadsSpec = "auto",
+        nonfinite: NonFinitePolicy = "inf",
+        hvp_method: str = "autograd",
+    ) -> None:
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
+        params = materialize_params(params)
+        flat = FlatParams(params, allow_integer=self.allow_integer)  # validates with messages naming tensors
+        self.default_local = False
+        kwargs = self._merge_solver_kwargs(solver_kwargs, keywords)
+        minimizer_args = self._preprocess(kwargs, minimizer_args)
+        if "args" in kwargs:
+            warnings.warn(
+                f"{self.options_name}['args']: extra arguments for the objective have no meaning with a "
+                "closure; they are ignored",
+                IgnoredOptionWarning,
+                stacklevel=3,
+            )
+            del kwargs["args"]
+        native_cb = kwargs.pop("callback", None)
+        if native_cb is not None and callback is not None:
+            raise ValueError(f"callback given both in {self.options_name} and as a keyword; give it once")
+        callback = callback if callback is not None else native_cb
+        if hvp_method not in HVP_METHODS:
+            raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
+        self.hvp_method = hvp_method
+        self.flat_bounds = kwargs.pop("bounds", None)
+        self._rng_kind, self._rng = self._take_rng(kwargs)
+        self.local_args: dict[str, Any] | None = None
+        self.local_info: MethodInfo | None = None
+        if self.has_local_search:
+            given = kwargs.pop("minimizer_kwargs", None)
+            if given is not None and minimizer_args is not None:
+                raise ValueError(
+                    f"minimizer_kwargs given both in {self.options_name} and as minimizer_args; give it once"
+                )
+            self.local_args, self.local_info = self._prepare_local(minimizer_args if given is None else given, flat)
+        elif minimizer_args is not None:
+            raise TypeError(f"{type(self).__name__} runs no local minimizer; minimizer_args must be None")
+        self.solver_kwargs = kwargs
+        super().__init__(
+            params, {}, callback=callback, timeout=timeout, progress=progress, threads=threads, nonfinite=nonfinite
+        )
+        self._check_bounds()
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def solver_parameters(cls) -> frozenset[str]:
+        """Keyword arguments the scipy function accepts (its own ``func`` excluded)."""
+        names = set(inspect.signature(cls.solver).parameters)
+        names.discard("func")
+        return frozenset(names)
+
+    def _merge_solver_kwargs(self, given: Mapping[str, Any] | None, keywords: Mapping[str, Any]) -> dict[str, Any]:
+        if given is not None and not isinstance(given, Mapping):
+            raise TypeError(f"{self.options_name}: expected a dict, got {type(given).__name__}")
+        kwargs = dict(given or {})
+        for key, value in keywords.items():
+            if key in kwargs:
+                raise ValueError(f"{key} given both in {self.options_name} and as a keyword; give it once")
+            kwargs[key] = value
+        known = self.solver_parameters() | self._extra_keys()
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}: unknown option(s) {unknown} for scipy.optimize.{self.solver.__name__}; "
+                f"expected some of {sorted(known)}"
+            )
+        return kwargs
+
+    def _extra_keys(self) -> frozenset[str]:
+        """Options this wrapper accepts beyond the scipy function's own."""
+        return frozenset()
+
+    def _take_rng(self, kwargs: dict[str, Any]) -> tuple[str | None, Any]:
+        """Turn ``rng``/``seed`` into a generator kept across steps (so state_dict can resume it)."""
+        values = {k: kwargs.pop(k, None) for k in ("rng", "seed")}
+        given = [k for k, v in values.items() if v is not None]
+        if len(given) == 2:
+            raise ValueError("give either rng or seed, not both")
+        if not given:
+            return None, None
+        return given[0], make_generator(given[0], values[given[0]])
+
+    def _preprocess(self, kwargs: dict[str, Any], minimizer_args: Mapping[str, Any] | None) -> Any:
+        """Move solver options that configure the local minimizer into ``minimizer_args``."""
+        return minimizer_args
+
+    def _prepare_local(
+        self, minimizer_args: Mapping[str, Any] | None, flat: FlatParams
+    ) -> tuple[dict[str, Any], MethodInfo]:
+        args = _merge_args(minimizer_args)
+        self.default_local = minimizer_args is None
+        self._local_defaults(args, flat)
+        info = _resolve_method(args)
+        _validate_jac(args.get("jac", "auto"), info)
+        return args, info
+
+    def _local_defaults(self, args: dict[str, Any], flat: FlatParams) -> None:
+        """Fill the local minimizer's defaults the way the scipy solver would (``self.default_local``
+        tells whether the user gave no minimizer arguments at all)."""
+
+    def _check_bounds(self) -> None:
+        """Validate bounds at construction (subclasses requiring a box override)."""
+        self.flat_params().bounds(self.flat_bounds)
+
+    # ------------------------------------------------------------------ hooks
+    def _objective_options(self) -> dict[str, Any]:
+        uses_hessian = (
+            self.local_args is not None
+            and self.local_info is not None
+            and builtin_hessian(self.local_args, self.local_info) is not None
+        )
+        return {"hvp_method": self.hvp_method, "uses_hessian": uses_hessian}
+
+    def _answer_is_best(self) -> bool:
+        return True
+
+    def _bridge_state(self) -> dict[str, Any]:
+        state = super()._bridge_state()
+        state["solver_kwargs"] = plain_data(self.solver_kwargs)
+        state["flat_bounds"] = self.flat_bounds if _is_plain(self.flat_bounds) else None
+        if self.local_args is not None:
+            state["minimizer_args"] = plain_data(self.local_args)
+            state["default_local"] = self.default_local
+        state["rng"] = _rng_state(self._rng_kind, self._rng)
+        return state
+
+    def _load_bridge_state(self, state: dict[str, Any]) -> None:
+        super()._load_bridge_state(state)
+        if "solver_kwargs" in state:
+            self.solver_kwargs = {**_objects(self.solver_kwargs), **state["solver_kwargs"]}
+        if "flat_bounds" in state:
+            self.flat_bounds = state["flat_bounds"]
+        if self.local_args is not None and "minimizer_args" in state:
+            self.local_args = {**_objects(self.local_args), **state["minimizer_args"]}
+            self.local_info = _resolve_method(self.local_args)
+            self.default_local = bool(state.get("default_local", self.default_local))
+        if "rng" in state:
+            self._rng_kind, self._rng = (None, None) if state["rng"] is None else _rng_restore(state["rng"])
+
+    # ------------------------------------------------------------------ solve
+    def _solve(self, ctx: SolveContext) -> OptimizeResult:
+        kwargs = dict(self.solver_kwargs)
+        if self._rng_kind is not None:
+            kwargs[self._rng_kind] = self._rng
+        return self._run(ctx, kwargs)
+
+    def _run(self, ctx: SolveContext, kwargs: dict[str, Any]) -> OptimizeResult:
+        """Call the scipy function; ``kwargs`` are the user's options with the generator set."""
+        raise NotImplementedError
+
+    def _local(self, ctx: SolveContext) -> tuple[Callable[..., float], dict[str, Any]]:
+        assert self.local_args is not None and self.local_info is not None
+        return local_minimizer(self.local_args, self.local_info, ctx.objective, ctx.flat)
+
+    def _wants_callback(self) -> bool:
+        return self.callback is not None or self.timeout is not None
+
+
+# ---------------------------------------------------------------------- random generators
+def make_generator(kind: str, value: Any) -> Any:
+    """The generator scipy would build from ``rng=value`` or ``seed=value``, built once here.
+
+    ``rng`` follows ``numpy.random.default_rng``; ``seed`` follows scipy's legacy rule (an int
+    seeds a ``RandomState``; a ``Generator`` or ``RandomState`` is used as is).
+
+    Example:
+        >>> type(make_generator("rng", 0)).__name__, type(make_generator("seed", 0)).__name__
+        ('Generator', 'RandomState')
+    """
+    if kind == "rng":
+        return np.random.default_rng(value)
+    if isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return np.random.RandomState(int(value))
+    raise TypeError(f"seed: expected an int, a numpy Generator or a RandomState, got {type(value).__name__}")
+
+
+def _rng_state(kind: str | None, gen: Any) -> dict[str, Any] | None:
+    if kind is None or gen is None:
+        return None
+    if isinstance(gen, np.random.Generator):
+        return {"kind": kind, "type": "Generator", "state": copy.deepcopy(gen.bit_generator.state)}
+    return {"kind": kind, "type": "RandomState", "state": gen.get_state(legacy=False)}
+
+
+def _rng_restore(saved: Mapping[str, Any]) -> tuple[str, Any]:
+    state = copy.deepcopy(saved["state"])
+    if saved["type"] == "Generator":
+        bit = getattr(np.random, state["bit_generator"])()
+        bit.state = state
+        return saved["kind"], np.random.Generator(bit)
+    rs = np.random.RandomState()
+    rs.set_state(state)
+    return saved["kind"], rs
+
+
+# ---------------------------------------------------------------------- callbacks
+def result_callback(ctx: SolveContext, names: tuple[str, ...] = ()) -> Callable[..., None]:
+    """A solver-native callback ``cb(x, f=None, *rest)`` that forwards an ``OptimizeResult`` to ``ctx.callback``.
+
+    Args:
+        ctx: the solve context (its callback raises :class:`StopSolve` on a stop request).
+        names: result attribute names for the arguments after ``x`` and ``f``.
+
+    Example:
+        >>> from scipy.optimize import OptimizeResult
+        >>> seen = []
+        >>> class Ctx:
+        ...     callback = staticmethod(seen.append)
+        >>> result_callback(Ctx(), ("accept",))([1.0, 2.0], 3.0, True)
+        >>> seen[0].fun, seen[0].accept
+        (3.0, True)
+    """
+
+    def callback(x: np.ndarray, f: float | None = None, *rest: Any) -> None:
+        res = OptimizeResult(x=np.array(x, dtype=np.float64, copy=True))
+        if f is None:
+            known = ctx.objective.value_at(res.x)
+            f = math.nan if known is None else known
+        res.fun = float(f)
+        for name, value in zip(names, rest):
+            res[name] = value
+        ctx.callback(res)
+
+    return callback

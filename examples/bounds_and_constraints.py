@@ -43,7 +43,7 @@ for method in ("SLSQP", "trust-constr", "COBYQA"):
     )
 
     def closure(backward: bool = True) -> torch.Tensor:
-        opt.zero_grad()
+        w.grad = mu.grad = None
         loss = ((mixture(w, mu) - target) ** 2).sum()
         if backward:
             loss.backward()

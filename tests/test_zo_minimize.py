@@ -45,7 +45,9 @@ def test_fdm_jac_reproduces_scipy_finite_differences(method: str, scipy_jac: str
     loss = opt.step(counting_closure(model, calls))
     res = opt.result
     assert res.nit == ref.nit
-    assert res.nfev == ref.nfev == calls["n"]  # the shared f(x) is reused, like scipy
+    # f(x) is reused like scipy does; a gradient asked for again at one of the two latest
+    # points comes from the estimator's cache, where scipy recomputes it
+    assert res.nfev == calls["n"] <= ref.nfev
     assert np.allclose(res.x, ref.x, rtol=0, atol=1e-12)
     assert loss.item() == pytest.approx(ref.fun, rel=1e-12)
     assert calls.get("backward", 0) == 0
@@ -130,3 +132,19 @@ def test_jac_counts_through_objective_and_caches() -> None:
     jac(x)
     assert obj.nfev == 4  # cached at the same x
     assert obj.best_f == pytest.approx(36.0)
+
+
+@pytest.mark.parametrize(("hvp_method", "runs_per_column"), [("forward", 6), ("central", 12)])
+def test_objective_hess_from_gradient_source(hvp_method: str, runs_per_column: int) -> None:
+    w = torch.tensor([0.3, -0.5, 1.2], dtype=torch.float64, requires_grad=True)
+    f = lambda x: (torch.sin(x) * x.roll(1)).sum() + (x**4).sum()  # noqa: E731
+    H_true = torch.autograd.functional.hessian(f, w.detach())
+    obj = tzb.Objective(tzb.FlatParams([w]), lambda backward=True: f(w), hvp_method=hvp_method)
+    obj.gradient_source = FDM(formula="central3", h=1e-4).make_scipy_jac(obj)
+    x = w.detach().numpy().copy()
+    obj.gradient_source(x)  # the solver's gradient at x: 2n runs
+    assert obj.nfev == 6
+    H = obj.hess(x)
+    # forward: g(x) stays cached, one probe (2n runs) per column; central: two probes per column
+    assert obj.nfev == 6 + 3 * runs_per_column
+    assert np.allclose(H, H_true.numpy(), atol=1e-3)  # differences of finite differences

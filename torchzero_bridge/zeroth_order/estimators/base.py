@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -252,7 +253,8 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
         probe is an ``objective.value`` call, so evaluations are counted in ``nfev``, the
         best point is tracked, and ``f(x)`` already computed by the solver is reused from the
         objective's memo (``forward2``: ``n`` new runs per gradient, like scipy's ``"2-point"``).
-        The last gradient is cached, so asking again at the same ``x`` runs nothing.
+        The two most recent gradients are cached, so asking again at one of those points runs
+        nothing (finite-difference Hessian products alternate between ``x`` and probes).
 
         Args:
             objective: a :class:`~torchzero_bridge.Objective`.
@@ -270,21 +272,26 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
             if b > a:
                 h = check_positive(group.get("h", self.defaults.get("h", 1.0)), "h", type(self).__name__)
                 blocks.append(Block([xt[a:b]], [gt[a:b]], h, [xt[a:b]]))
-        cache: dict[str, Any] = {"x": None, "g": None}
+        # the two most recent gradients: a finite-difference Hessian product asks for g(x) and
+        # g(x + h v) in turn, and g(x) must survive the probe
+        cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
         def f() -> float:
             return float(objective.value(x_np))
 
         def jac(x: np.ndarray, *args: Any) -> np.ndarray:
             x = np.asarray(x, dtype=np.float64).reshape(-1)
-            if cache["x"] is not None and np.array_equal(x, cache["x"]):
-                return cache["g"].copy()
+            key = x.tobytes()
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key].copy()
             xt.copy_(torch.from_numpy(x))
             with torch.no_grad():
                 self._estimate(f, blocks)
-            g = gt.numpy().copy()
-            cache["x"], cache["g"] = x.copy(), g
-            return g.copy()
+            cache[key] = gt.numpy().copy()
+            if len(cache) > 2:
+                cache.popitem(last=False)
+            return cache[key].copy()
 
         return jac
 

@@ -67,7 +67,7 @@ class DirectionSampler:
         self,
         seed: int,
         tensors: Sequence[torch.Tensor],
-        fn: Callable[[int, torch.Tensor], None],
+        fn: Callable[[int, torch.Tensor], object],
         scale: float = 1.0,
     ) -> None:
         """Call ``fn(i, piece)`` with the direction's piece for each tensor, one piece alive at a time.

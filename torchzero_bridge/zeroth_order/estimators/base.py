@@ -163,13 +163,12 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
         name = type(self).__name__
         if isinstance(params, torch.Tensor):
             raise TypeError(f"{name}: params expected an iterable of tensors or of param-group dicts, got a Tensor")
-        groups = list(params)
-        if not groups:
+        items: list[Any] = list(params)
+        if not items:
             raise ValueError(f"{name}: params is empty; expected at least one tensor")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
+        groups: list[dict[str, Any]] = [dict(g) for g in items] if isinstance(items[0], dict) else [{"params": items}]
         for g in groups:
-            self.add_param_group(dict(g))
+            self.add_param_group(g)
         if self._opt_spec is not None:
             self.opt = build_optimizer(
                 self._opt_spec, forward_groups(self.param_groups, self.defaults), owner=name, what="opt"

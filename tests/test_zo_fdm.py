@@ -201,3 +201,20 @@ def test_plain_closure_is_supported() -> None:
     FDM([w], formula="central5", h=1e-2).step(closure)
     assert torch.allclose(w.grad, autograd_grad(X0), atol=1e-7)
     assert math.isfinite(float(w.grad.sum()))
+
+
+def test_group_options_without_inner_optimizer_warn() -> None:
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.warns(tzb.IgnoredOptionWarning, match=r"\['lr'\] are not used"):
+        FDM([{"params": [w], "lr": 0.1}])
+    with pytest.warns(tzb.IgnoredOptionWarning, match=r"\['momentum'\] are not used"):
+        tzb.RandomGrad([{"params": [w], "momentum": 0.9}])
+    FDM([{"params": [w], "lr": 0.1}], opt=lambda p: torch.optim.SGD(p))  # goes to SGD: no warning
+
+
+def test_estimate_with_foreign_groups_uses_default_h() -> None:
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    est = FDM(formula="forward2", h=1e-2)
+    loss = est.estimate(lambda backward=True: (w**2).sum(), [{"params": [w]}])
+    assert loss == 5.0
+    assert torch.allclose(w.grad, 2 * w.detach() + 1e-2)

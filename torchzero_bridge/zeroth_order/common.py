@@ -115,14 +115,24 @@ class CountedClosure:
 
 
 def check_positive(value: Any, name: str, owner: str) -> float:
-    """Return ``value`` as a float or raise ``ValueError`` unless it is a finite number > 0."""
+    """Return ``value`` as a float or raise ``ValueError`` unless it is a finite number > 0.
+
+    Example:
+        >>> check_positive(1e-3, "h", "FDM")
+        0.001
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{owner}: {name} expected a finite number > 0, got {value!r}")
     return float(value)
 
 
 def check_positive_int(value: Any, name: str, owner: str) -> int:
-    """Return ``value`` or raise ``ValueError`` unless it is an int >= 1."""
+    """Return ``value`` or raise ``ValueError`` unless it is an int >= 1.
+
+    Example:
+        >>> check_positive_int(10, "n_samples", "SPSA")
+        10
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{owner}: {name} expected an int >= 1, got {value!r}")
     return int(value)

@@ -42,6 +42,10 @@ def check_distribution(distribution: str, owner: str) -> str:
     Args:
         distribution: the requested name.
         owner: the class or function named in the message.
+
+    Example:
+        >>> check_distribution("sphere", "SPSA")
+        'sphere'
     """
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"{owner}: distribution expected one of {DISTRIBUTIONS}, got {distribution!r}")

@@ -45,6 +45,10 @@ def forward_groups(param_groups: Iterable[Mapping[str, Any]], own_keys: Iterable
     Args:
         param_groups: the owner's param groups.
         own_keys: option names that belong to the owner (``"h"``, ``"lr"``...).
+
+    Example:
+        >>> forward_groups([{"params": [], "h": 1e-3, "lr": 0.1}], ["h"])
+        [{'params': [], 'lr': 0.1}]
     """
     own = set(own_keys)
     return [{k: (list(v) if k == "params" else v) for k, v in g.items() if k not in own} for g in param_groups]
@@ -58,6 +62,14 @@ def check_spec(spec: Any, *, owner: str, what: str, allow_estimator: bool = Fals
         owner: class name used in error messages.
         what: the argument's name in error messages.
         allow_estimator: accept an unbound gradient estimator (a GradChain's first stage).
+
+    Example:
+        >>> import torch
+        >>> check_spec((torch.optim.Adam, {"lr": 1e-2}), owner="SPSA", what="opt")
+        >>> check_spec("adam", owner="SPSA", what="opt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: SPSA: opt expected an optimizer factory, ...
     """
     if spec is None:
         return
@@ -97,6 +109,12 @@ def build_optimizer(
         TypeError: ``spec`` is not a factory, a pair or an unbound estimator, or the factory
             did not return a ``torch.optim.Optimizer``.
         ValueError: the built optimizer does not hold exactly the given tensors.
+
+    Example:
+        >>> import torch
+        >>> w = torch.zeros(1, requires_grad=True)
+        >>> type(build_optimizer(lambda p: torch.optim.Adam(p), [{"params": [w]}], owner="x", what="opt")).__name__
+        'Adam'
     """
     check_spec(spec, owner=owner, what=what, allow_estimator=True)
     if isinstance(spec, torch.optim.Optimizer):

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchzero_bridge.errors import NonFiniteLossWarning
+from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, check_positive, check_positive_int
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
@@ -94,6 +94,7 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
         self.rng = SeededRNG(seed, generator)
         self._seed_device = "cpu" if generator is None else str(generator.device)
         self.opt: torch.optim.Optimizer | None = None
+        self._has_opt = opt is not None  # group options then go to the inner optimizer
         self.nfev = 0
         if isinstance(params, torch.Tensor):
             raise TypeError("RandomGrad: params expected an iterable of tensors or of param-group dicts, got a Tensor")
@@ -119,6 +120,15 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
                 )
         if getattr(self, "opt", None) is not None:
             self.opt.add_param_group(forward_groups([group], ["lr"])[0])  # type: ignore[union-attr]
+        elif not getattr(self, "_has_opt", False):
+            unused = sorted(set(group) - {"params", "param_names", "lr"})
+            if unused:
+                warnings.warn(
+                    f"RandomGrad: param-group option(s) {unused} are not used: without an inner optimizer "
+                    "(opt=None) only the group option 'lr' applies",
+                    IgnoredOptionWarning,
+                    stacklevel=3,
+                )
 
     def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
         """One perturb-compare-update step.

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from torchzero_bridge.errors import NonFiniteLossWarning
+from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, check_positive
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 from torchzero_bridge.zeroth_order.state import ExtraStateMixin
@@ -158,6 +158,16 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
                 )
         if getattr(self, "opt", None) is not None:
             self.opt.add_param_group(forward_groups([group], self.defaults)[0])  # type: ignore[union-attr]
+        elif group["params"] and self._opt_spec is None:
+            unused = sorted(set(group) - set(self.defaults) - {"params", "param_names"})
+            if unused:
+                warnings.warn(
+                    f"{type(self).__name__}: param-group option(s) {unused} are not used: without an inner "
+                    "optimizer (opt=None) only the group options "
+                    f"{sorted(self.defaults)} apply",
+                    IgnoredOptionWarning,
+                    stacklevel=3,
+                )
 
     def _attach(self, params: ParamsArg) -> None:
         name = type(self).__name__
@@ -329,5 +339,7 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
                 g = p.grad = torch.zeros_like(p, memory_format=torch.preserve_format)
             params.append(torch.view_as_real(p) if p.is_complex() else p)
             grads.append(torch.view_as_real(g) if g.is_complex() else g)
-        h = group.get("h", math.nan)
+        h = group.get("h", self.defaults.get("h", math.nan))
+        if "h" in self.defaults:
+            check_positive(h, "h", type(self).__name__)
         return Block(params, grads, float(h), list(group["params"]))

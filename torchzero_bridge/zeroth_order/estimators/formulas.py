@@ -70,6 +70,10 @@ def get_formula(formula: str, owner: str) -> Formula:
 
     Raises:
         ValueError: unknown name (the message lists the valid ones).
+
+    Example:
+        >>> get_formula("central5", "FDM").order
+        4
     """
     try:
         return FORMULAS[formula]

@@ -22,10 +22,25 @@ from torchzero_bridge.scipy import (
     MinimizeWrapper,
     SHGOWrapper,
 )
+from torchzero_bridge.zeroth_order import (
+    FDM,
+    RDSA,
+    SPSA,
+    ForwardGradient,
+    GaussianSmoothing,
+    GradChain,
+    GradientEstimator,
+    MeZO,
+    RandomGrad,
+    RandomizedFDM,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FDM",
+    "RDSA",
+    "SPSA",
     "BasinHoppingWrapper",
     "BatchObjective",
     "BridgeOptimizer",
@@ -35,11 +50,18 @@ __all__ = [
     "DirectWrapper",
     "DualAnnealingWrapper",
     "FlatParams",
+    "ForwardGradient",
+    "GaussianSmoothing",
+    "GradChain",
+    "GradientEstimator",
     "IgnoredOptionWarning",
+    "MeZO",
     "MinimizeWrapper",
     "MissingGradientError",
     "NonFiniteLossWarning",
     "Objective",
+    "RandomGrad",
+    "RandomizedFDM",
     "SHGOWrapper",
     "StopSolve",
     "__version__",

@@ -13,6 +13,10 @@ Hessian-vector products:
 * ``"forward"``: ``(g(x + h v) - g(x)) / h`` (one gradient evaluation per product).
 * ``"central"``: ``(g(x + h v) - g(x - h v)) / 2h`` (two per product).
 
+For ``"forward"``/``"central"`` the gradients ``g`` come from autograd closure runs, or from
+:attr:`Objective.gradient_source` when one is set (a gradient estimator's ``jac``, which makes
+the products, and a Newton-CG solve, entirely free of backward passes).
+
 Example:
     >>> import numpy as np, torch
     >>> from torchzero_bridge.core.flat import FlatParams
@@ -197,6 +201,11 @@ class Objective:
         return f
 
     _want_grad = False
+
+    gradient_source: Callable[[np.ndarray], np.ndarray] | None = None
+    """Optional ``g(x)`` used instead of autograd by the finite-difference Hessian-vector
+    products (``hvp_method`` ``"forward"``/``"central"``); it should evaluate through
+    :meth:`value` so its closure runs are counted."""
 
     def expect_gradients(self, flag: bool = True) -> None:
         """Make :meth:`fun` compute the gradient along with the value (gradient solvers)."""
@@ -410,14 +419,16 @@ class Objective:
         if vnorm == 0.0:
             return np.zeros_like(v)
         xnorm = float(np.linalg.norm(x))
+        source = self.gradient_source
+        probe = self._grad_probe if source is None else source
         if self.hvp_method == "forward":
             h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
-            g0 = self._evaluate(x, True).g
-            g1 = self._grad_probe(x + h * v)
+            g0 = self._evaluate(x, True).g if source is None else source(x)
+            g1 = probe(x + h * v)
             return (g1 - g0) / h  # type: ignore[operator]
         h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
-        g1 = self._grad_probe(x + h * v)
-        g2 = self._grad_probe(x - h * v)
+        g1 = probe(x + h * v)
+        g2 = probe(x - h * v)
         return (g1 - g2) / (2.0 * h)
 
     def _grad_probe(self, y: np.ndarray) -> np.ndarray:

@@ -71,7 +71,9 @@ class MinimizeWrapper(BridgeOptimizer):
             parameters) with exact autograd Jacobians.
         tol: scipy's ``tol``.
         options: scipy's ``options`` dict for the method.
-        hvp_method: ``"autograd"`` (default), ``"forward"`` or ``"central"``.
+        hvp_method: ``"autograd"`` (default), ``"forward"`` or ``"central"``. With a gradient
+            estimator as ``jac``, ``"forward"``/``"central"`` difference the estimator's
+            gradients, so Newton-type methods run with no backward pass at all.
         callback: called after each iteration with an ``OptimizeResult``; return ``True``
             to stop.
         timeout: seconds before the run stops cleanly.
@@ -149,7 +151,7 @@ class MinimizeWrapper(BridgeOptimizer):
 
     def _builtin_hessian(self) -> str | None:
         """``"hessp"``/``"dense"`` when we supply second derivatives ourselves."""
-        return builtin_hessian(self.minimizer_args, self.info)
+        return builtin_hessian(self.minimizer_args, self.info, self.hvp_method)
 
     def _bridge_state(self) -> dict[str, Any]:
         state = super()._bridge_state()
@@ -190,16 +192,19 @@ class MinimizeWrapper(BridgeOptimizer):
 
 
 # ---------------------------------------------------------------------- helpers
-def builtin_hessian(args: Mapping[str, Any], info: MethodInfo) -> str | None:
+def builtin_hessian(args: Mapping[str, Any], info: MethodInfo, hvp_method: str = "autograd") -> str | None:
     """``"hessp"``/``"dense"`` when the library supplies second derivatives for ``args``.
 
     Args:
         args: normalized ``minimize`` arguments (``method``, ``jac``, ``hess``, ``hessp``...).
         info: the method's capabilities.
+        hvp_method: how products are formed; ``"forward"``/``"central"`` also serve a
+            gradient-estimator ``jac`` (finite differences of its gradients).
 
     Returns:
         ``info.hess`` when the method takes second derivatives, the user gave none and the
-        gradient is exact (autograd); else ``None``.
+        gradient is exact (autograd) or comes from an estimator differenced by ``hvp_method``;
+        else ``None``.
 
     Example:
         >>> from torchzero_bridge.scipy.methods import method_info
@@ -208,9 +213,12 @@ def builtin_hessian(args: Mapping[str, Any], info: MethodInfo) -> str | None:
     """
     if info.hess is None or args.get("hess") is not None or args.get("hessp") is not None:
         return None
-    if not info.gradient or resolve_jac(args.get("jac", "auto"), info) != "exact":
+    if not info.gradient:
         return None
-    return info.hess
+    jac_kind = resolve_jac(args.get("jac", "auto"), info)
+    if jac_kind == "exact" or (jac_kind == "estimator" and hvp_method in ("forward", "central")):
+        return info.hess
+    return None
 
 
 def minimize_callables(
@@ -257,12 +265,13 @@ def minimize_callables(
     elif jac_kind == "estimator":
         fun = objective.value
         kwargs["jac"] = args["jac"].make_scipy_jac(objective)
+        objective.gradient_source = kwargs["jac"]  # finite-difference Hessian products difference these
     else:  # "2-point", "3-point", callable, or scipy's default finite differences
         fun = objective.value
         kwargs["jac"] = None if jac_kind == "scipy-default" else args["jac"]
         _scale_fd_step(jac_kind, info, flat.eps, x0, options, kwargs)
 
-    builtin = builtin_hessian(args, info)
+    builtin = builtin_hessian(args, info, objective.hvp_method)
     if builtin == "hessp":
         kwargs["hessp"] = objective.hessp
     elif builtin == "dense":

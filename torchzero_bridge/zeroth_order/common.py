@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +21,7 @@ import torch
 
 from torchzero_bridge.core.closure import ClosureAdapter
 
-__all__ = ["SeededRNG", "evaluate", "require_closure"]
+__all__ = ["CountedClosure", "SeededRNG", "check_positive", "check_positive_int", "evaluate", "require_closure"]
 
 
 class SeededRNG:
@@ -75,3 +77,62 @@ def require_closure(closure: Callable[..., Any] | None, owner: str) -> Callable[
 def evaluate(closure: Callable[..., Any]) -> float:
     """Loss only: ``closure(backward=False)`` under ``no_grad`` when accepted, else ``closure()``."""
     return ClosureAdapter(closure).value()
+
+
+class CountedClosure:
+    """Loss-only calls into a closure, counted, with non-finite losses recorded.
+
+    Each call runs the closure once like :func:`evaluate` (``closure(backward=False)`` under
+    ``no_grad`` when accepted, else ``closure()``), but the closure is inspected only once.
+
+    Args:
+        closure: the user's closure; ``None`` raises the :func:`require_closure` error.
+        owner: class name used in that error.
+
+    Attributes:
+        count: closure runs so far (including one that raised).
+        nonfinite: how many of them returned NaN or infinity.
+
+    Example:
+        >>> import torch
+        >>> w = torch.ones(2)
+        >>> f = CountedClosure(lambda backward=True: (w ** 2).sum(), "demo")
+        >>> f(), f.count
+        (2.0, 1)
+    """
+
+    def __init__(self, closure: Callable[..., Any] | None, owner: str) -> None:
+        self.adapter = ClosureAdapter(require_closure(closure, owner))
+        self.count = 0
+        self.nonfinite = 0
+
+    def __call__(self) -> float:
+        self.count += 1  # a run that raises still counts
+        value = self.adapter.value()
+        if not math.isfinite(value):
+            self.nonfinite += 1
+        return value
+
+
+def check_positive(value: Any, name: str, owner: str) -> float:
+    """Return ``value`` as a float or raise ``ValueError`` unless it is a finite number > 0.
+
+    Example:
+        >>> check_positive(1e-3, "h", "FDM")
+        0.001
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{owner}: {name} expected a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_positive_int(value: Any, name: str, owner: str) -> int:
+    """Return ``value`` or raise ``ValueError`` unless it is an int >= 1.
+
+    Example:
+        >>> check_positive_int(10, "n_samples", "SPSA")
+        10
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{owner}: {name} expected an int >= 1, got {value!r}")
+    return int(value)

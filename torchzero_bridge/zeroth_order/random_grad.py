@@ -1,0 +1,216 @@
+"""RandomGrad: a gradient from one random perturbation and the sign of the loss change.
+
+Example:
+    >>> import torch
+    >>> from torchzero_bridge.zeroth_order import RandomGrad
+    >>> w = torch.zeros(2, requires_grad=True)
+    >>> opt = RandomGrad([w], lr=0.05, seed=0)
+    >>> for _ in range(200):
+    ...     loss = opt.step(lambda backward=True: ((w - 1) ** 2).sum())
+    >>> bool(loss < 0.05), opt.nfev
+    (True, 400)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
+from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, check_positive, check_positive_int
+from torchzero_bridge.zeroth_order.directions import DirectionSampler
+from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
+from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
+from torchzero_bridge.zeroth_order.state import ExtraStateMixin
+
+__all__ = ["RandomGrad"]
+
+
+class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
+    """Perturb, compare, and hand ``±perturbation`` to an optimizer as the gradient.
+
+    One step: evaluate ``f(x)``; draw a direction ``d`` and evaluate ``f(x + lr·d)``; restore
+    ``x``. If the loss rose, the gradient is ``d`` (an SGD step of ``lr`` moves to
+    ``x - lr·d``, away from the worse point); otherwise it is ``-d`` (an SGD step of ``lr``
+    lands exactly on the tried point ``x + lr·d``). With ``best_of=k`` the best of ``k``
+    directions is compared. The inner optimizer ``opt`` then applies its own rule to that
+    gradient; without one the SGD step above is taken.
+
+    Closure runs per step: ``1 + best_of`` (2 by default), all without backward. A
+    non-finite trial loss counts as a rise; a non-finite ``f(x)`` skips the update with a
+    :class:`~torchzero_bridge.errors.NonFiniteLossWarning`. ``step`` returns ``f(x)``, the loss
+    before the update.
+
+    Args:
+        params: tensors or param-group dicts; per-group option ``lr`` (the perturbation size
+            and the built-in SGD step). Other group keys are passed to ``opt``.
+        lr: perturbation size.
+        opt: inner optimizer factory (``lambda p: torch.optim.AdamW(p, lr=1e-3)``, or a
+            ``(class, kwargs)`` pair); ``None``: plain SGD with ``lr``.
+        distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``.
+        best_of: directions tried per step.
+        seed: seed of the directions.
+        generator: draw the sample seeds from this generator instead.
+
+    Raises:
+        ValueError: ``lr <= 0``, ``best_of < 1``, unknown distribution.
+        TypeError: a non-floating parameter, ``opt`` of the wrong kind, no closure at ``step``.
+
+    Example:
+        >>> import torch
+        >>> from torchzero_bridge.zeroth_order import RandomGrad
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = RandomGrad(model.parameters(), lr=1e-3, best_of=2, seed=0,
+        ...                  opt=lambda p: torch.optim.AdamW(p, lr=1e-2))
+        >>> X, y = torch.randn(32, 4), torch.randn(32, 1)
+        >>> loss = opt.step(lambda backward=True: ((model(X) - y) ** 2).mean())
+        >>> opt.nfev
+        3
+    """
+
+    needs_closure: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-5,
+        opt: OptimizerSpec | None = None,
+        *,
+        distribution: str = "gaussian",
+        best_of: int = 1,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        check_positive(lr, "lr", "RandomGrad")
+        self.best_of = check_positive_int(best_of, "best_of", "RandomGrad")
+        self.sampler = DirectionSampler(distribution, "RandomGrad")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"RandomGrad: generator expected a torch.Generator, got {type(generator).__name__}")
+        check_spec(opt, owner="RandomGrad", what="opt")
+        self.rng = SeededRNG(seed, generator)
+        self._seed_device = "cpu" if generator is None else str(generator.device)
+        self.opt: torch.optim.Optimizer | None = None
+        self._has_opt = opt is not None  # group options then go to the inner optimizer
+        self.nfev = 0
+        if isinstance(params, torch.Tensor):
+            raise TypeError("RandomGrad: params expected an iterable of tensors or of param-group dicts, got a Tensor")
+        super().__init__(params, {"lr": lr})
+        if opt is not None:
+            self.opt = build_optimizer(opt, forward_groups(self.param_groups, ["lr"]), owner="RandomGrad", what="opt")
+
+    @property
+    def distribution(self) -> str:
+        """Name of the direction distribution."""
+        return self.sampler.distribution
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group`` plus validation; the inner optimizer gets the group too."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        check_positive(group["lr"], "lr", "RandomGrad")
+        for p in group["params"]:
+            if not (p.is_floating_point() or p.is_complex()):
+                raise TypeError(
+                    f"RandomGrad: a parameter of shape {tuple(p.shape)} has dtype {p.dtype}; "
+                    "it needs floating-point (or complex) tensors"
+                )
+        if getattr(self, "opt", None) is not None:
+            self.opt.add_param_group(forward_groups([group], ["lr"])[0])  # type: ignore[union-attr]
+        elif not getattr(self, "_has_opt", False):
+            unused = sorted(set(group) - {"params", "param_names", "lr"})
+            if unused:
+                warnings.warn(
+                    f"RandomGrad: param-group option(s) {unused} are not used: without an inner optimizer "
+                    "(opt=None) only the group option 'lr' applies",
+                    IgnoredOptionWarning,
+                    stacklevel=3,
+                )
+
+    def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One perturb-compare-update step.
+
+        Args:
+            closure: re-evaluates the model and returns the loss; called without backward.
+
+        Returns:
+            ``f(x)`` at the parameters the step started from (0-dim float64 tensor).
+
+        Raises:
+            TypeError: no closure.
+        """
+        f = CountedClosure(closure, "RandomGrad")
+        try:
+            with torch.no_grad():
+                loss, applied = self._step(f)
+        finally:
+            self.nfev += f.count
+        if applied and self.opt is not None:
+            self.opt.step()
+        return torch.tensor(loss, dtype=torch.float64)
+
+    # ------------------------------------------------------------------ internals
+    def _step(self, f: CountedClosure) -> tuple[float, bool]:
+        tensors = [p for g in self.param_groups for p in g["params"]]
+        reals = [torch.view_as_real(p) if p.is_complex() else p for p in tensors]
+        lrs = [float(g["lr"]) for g in self.param_groups for _ in g["params"]]
+        x0 = [r.clone() for r in reals]
+        f0 = f()
+        if not math.isfinite(f0):
+            warnings.warn(
+                f"RandomGrad: the closure returned a non-finite loss ({f0}) at the current point; no update was "
+                "applied",
+                NonFiniteLossWarning,
+                stacklevel=3,
+            )
+            return f0, False
+        best_seed: int | None = None
+        best_f = math.inf
+        try:
+            for _ in range(self.best_of):
+                seed = self._draw_seed()
+                scale = self.sampler.sphere_scale(seed, reals)
+                self.sampler.foreach(seed, reals, lambda i, d: reals[i].copy_(x0[i]).add_(d, alpha=lrs[i]), scale)
+                value = f()
+                value = value if math.isfinite(value) else math.inf
+                if best_seed is None or value < best_f:
+                    best_seed, best_f = seed, value
+        finally:
+            for r, x in zip(reals, x0):
+                r.copy_(x)
+        sign = 1.0 if best_f > f0 else -1.0  # rose: +d; otherwise -d
+        assert best_seed is not None
+        scale = self.sampler.sphere_scale(best_seed, reals)
+
+        def to_grad(i: int, d: torch.Tensor) -> None:
+            p = tensors[i]
+            g = p.grad
+            if g is None or g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                g = p.grad = torch.zeros_like(p)
+            (torch.view_as_real(g) if g.is_complex() else g).copy_(d).mul_(sign)
+
+        self.sampler.foreach(best_seed, reals, to_grad, scale)
+        if self.opt is None:
+            for p, lr in zip(tensors, lrs):
+                p.sub_(p.grad, alpha=lr)  # type: ignore[arg-type]
+        return f0, True
+
+    def _draw_seed(self) -> int:
+        gen = self.rng.get(self._seed_device)
+        return int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "rng": self.rng.state_dict(),
+            "opt": None if self.opt is None else self.opt.state_dict(),
+            "nfev": self.nfev,
+        }
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self.rng.load_state_dict(state["rng"])
+        if self.opt is not None and state.get("opt") is not None:
+            self.opt.load_state_dict(state["opt"])
+        self.nfev = int(state.get("nfev", self.nfev))

@@ -14,6 +14,7 @@ from torchzero_bridge.errors import (
     MissingGradientError,
     NonFiniteLossWarning,
 )
+from torchzero_bridge.nevergrad import NevergradWrapper
 from torchzero_bridge.scipy import (
     BasinHoppingWrapper,
     DifferentialEvolutionWrapper,
@@ -58,6 +59,7 @@ __all__ = [
     "MeZO",
     "MinimizeWrapper",
     "MissingGradientError",
+    "NevergradWrapper",
     "NonFiniteLossWarning",
     "Objective",
     "RandomGrad",

@@ -15,6 +15,7 @@ from torchzero_bridge.errors import (
     NonFiniteLossWarning,
 )
 from torchzero_bridge.nevergrad import NevergradWrapper
+from torchzero_bridge.optuna import OptunaWrapper
 from torchzero_bridge.scipy import (
     BasinHoppingWrapper,
     DifferentialEvolutionWrapper,
@@ -62,6 +63,7 @@ __all__ = [
     "NevergradWrapper",
     "NonFiniteLossWarning",
     "Objective",
+    "OptunaWrapper",
     "RandomGrad",
     "RandomizedFDM",
     "SHGOWrapper",

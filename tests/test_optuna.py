@@ -64,7 +64,8 @@ def test_model_holds_best_trial_and_first_trial_is_the_start() -> None:
     def closure(backward=True):
         return torch.nn.functional.mse_loss(model(X), y)
 
-    opt = tzb.OptunaWrapper(bounded(*model.parameters(), lo=-1, hi=1), n_trials=25, seed=0)
+    groups = [{"params": model.parameters(), "bounds": (-1, 1)}]  # a generator, as users write it
+    opt = tzb.OptunaWrapper(groups, n_trials=25, seed=0)
     loss = opt.step(closure)
     first = opt.study.trials[0]
     np.testing.assert_array_equal([first.params[n] for n in opt.names], start)

@@ -277,7 +277,8 @@ class NevergradWrapper(BridgeOptimizer):
         self.flat_params().bounds()  # validates bounds now
         self.ng_optimizer: ng.optimization.base.Optimizer | None = None
         self._space: _Space | None = None
-        self._pending: list[Any] = []
+        self._pending: list[Any] = []  # candidates asked but not told (an interrupted round)
+        self._rounds = 0
 
     # ------------------------------------------------------------------ the run
     def _start_run(self, flat: FlatParams, x0: np.ndarray) -> None:
@@ -335,27 +336,15 @@ class NevergradWrapper(BridgeOptimizer):
                 "create a new NevergradWrapper for a changed model"
             )
         want = self.evals_per_step or self.budget
-        spent = rounds = 0
         success, message = True, f"spent {want} evaluations"
-        notify = ctx.user_callback is not None
+        rounds = 0
         try:
-            while spent < want:
-                if not self._pending:
-                    self._pending = [opt.ask() for _ in range(min(self.num_workers, want - spent))]
-                batch = self._pending
-                if len(batch) == 1:
-                    losses: Any = (obj.value(space.decode(batch[0])),)
-                else:
-                    losses = obj.values(np.stack([space.decode(c) for c in batch]))
-                for cand, f in zip(batch, losses):
-                    _tell(opt, cand, float(f))
-                self._pending = []
-                spent += len(batch)
-                rounds += 1
-                if notify:
-                    ctx.callback(OptimizeResult(x=_copy(obj.best_x), fun=obj.best_f, nit=rounds, nfev=obj.nfev))
+            with torch.no_grad():  # one context for the whole loop instead of one per evaluation
+                run = self._one_at_a_time if self.num_workers == 1 else self._in_batches
+                rounds = run(ctx, opt, space, want)
         except StopSolve as stop:
             success, message = False, stop.reason
+            rounds = self._rounds
         rec = opt.provide_recommendation()
         x = space.decode(rec).copy()
         if rec.loss is not None:
@@ -365,6 +354,53 @@ class NevergradWrapper(BridgeOptimizer):
         else:
             fun = math.nan  # stopped: no further evaluations; the best point evaluated is the answer
         return OptimizeResult(x=x, fun=fun, success=success, status=0 if success else 1, message=message, nit=rounds)
+
+    def _one_at_a_time(self, ctx: SolveContext, opt: Any, space: _Space, want: int) -> int:
+        """``want`` ask/evaluate/tell rounds of one candidate; returns the rounds done."""
+        ask, tell, decode, value = opt.ask, opt.tell, space.decode, ctx.objective.value
+        notify = ctx.user_callback is not None
+        cand = None
+        self._rounds = 0
+        try:
+            for i in range(1, want + 1):
+                cand = self._pending.pop() if self._pending else ask()  # an unfinished round goes first
+                f = value(decode(cand))
+                if f < _NG_CLIP:
+                    tell(cand, f)
+                else:
+                    _tell(opt, cand, f)
+                cand = None
+                self._rounds = i
+                if notify:
+                    self._notify(ctx, i)
+        except BaseException:
+            if cand is not None:
+                self._pending = [cand]  # asked but not told: the next step evaluates it first
+            raise
+        return want
+
+    def _in_batches(self, ctx: SolveContext, opt: Any, space: _Space, want: int) -> int:
+        """Rounds of ``num_workers`` candidates evaluated as one batch; returns the rounds done."""
+        obj = ctx.objective
+        spent = self._rounds = 0
+        while spent < want:
+            if not self._pending:
+                self._pending = [opt.ask() for _ in range(min(self.num_workers, want - spent))]
+            batch = self._pending
+            losses = obj.values(np.stack([space.decode(c) for c in batch]))
+            for cand, f in zip(batch, losses):
+                _tell(opt, cand, float(f))
+            self._pending = []
+            spent += len(batch)
+            self._rounds += 1
+            if ctx.user_callback is not None:
+                self._notify(ctx, self._rounds)
+        return self._rounds
+
+    @staticmethod
+    def _notify(ctx: SolveContext, rounds: int) -> None:
+        obj = ctx.objective
+        ctx.callback(OptimizeResult(x=_copy(obj.best_x), fun=obj.best_f, nit=rounds, nfev=obj.nfev))
 
     def _answer_is_best(self) -> bool:
         return True

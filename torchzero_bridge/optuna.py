@@ -297,11 +297,11 @@ class OptunaWrapper(BridgeOptimizer):
         self.storage = storage
         self.study: optuna.Study = open_study(storage, study_name, sampler)
         self._enqueued = False
+        self._done = 0
 
     # ------------------------------------------------------------------ solve
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
-        opt = _optuna()
-        flat, obj, space, study = ctx.flat, ctx.objective, self._space, self.study
+        flat, space, study = ctx.flat, self._space, self.study
         if flat.n != space.n:
             raise ValueError(
                 f"the parameters now have {flat.n} entries but the study was set up for {space.n}; "
@@ -309,30 +309,13 @@ class OptunaWrapper(BridgeOptimizer):
             )
         if not self._enqueued:
             self._enqueue_start(flat, ctx.x0)
-        FAIL = opt.trial.TrialState.FAIL
-        notify = ctx.user_callback is not None
         success, message = True, f"ran {self.n_trials} trials"
-        done = 0
         try:
-            while done < self.n_trials:
-                ctx.check_deadline()
-                trial = study.ask()
-                try:
-                    x = space.suggest(trial)
-                    f = obj.value(x)
-                except BaseException:
-                    study.tell(trial, state=FAIL)
-                    raise
-                if math.isnan(f):
-                    study.tell(trial, state=FAIL)
-                else:
-                    study.tell(trial, f)
-                done += 1
-                if notify:
-                    best = None if obj.best_x is None else obj.best_x.copy()
-                    ctx.callback(OptimizeResult(x=best, fun=obj.best_f, nit=done, nfev=obj.nfev))
+            with torch.no_grad():  # one context for the whole loop instead of one per trial
+                self._run_trials(ctx)
         except StopSolve as stop:
             success, message = False, stop.reason
+        done = self._done
         try:
             best_trial = study.best_trial
         except ValueError:  # no completed trial anywhere in the study
@@ -348,6 +331,30 @@ class OptunaWrapper(BridgeOptimizer):
             nit=done,
             best_trial_number=best_trial.number,
         )
+
+    def _run_trials(self, ctx: SolveContext) -> None:
+        """``n_trials`` ask/evaluate/tell rounds; ``self._done`` counts the finished ones."""
+        fail = _optuna().trial.TrialState.FAIL
+        study, suggest, value = self.study, self._space.suggest, ctx.objective.value
+        notify = ctx.user_callback is not None
+        self._done = 0
+        for done in range(1, self.n_trials + 1):
+            ctx.check_deadline()
+            trial = study.ask()
+            try:
+                f = value(suggest(trial))
+            except BaseException:
+                study.tell(trial, state=fail)  # never leave a trial RUNNING in a shared study
+                raise
+            if math.isnan(f):
+                study.tell(trial, state=fail)  # how optuna itself records a NaN objective
+            else:
+                study.tell(trial, f)
+            self._done = done
+            if notify:
+                obj = ctx.objective
+                best = None if obj.best_x is None else obj.best_x.copy()
+                ctx.callback(OptimizeResult(x=best, fun=obj.best_f, nit=done, nfev=obj.nfev))
 
     def _enqueue_start(self, flat: FlatParams, x0: np.ndarray) -> None:
         space = self._space

@@ -73,19 +73,34 @@ def test_seeded_run_reproduces_hand_written_ask_tell_loop(name: str) -> None:
     assert float(loss) == pytest.approx(min(rosen(rec), best_seen), rel=0, abs=0)
 
 
-def test_cma_unevaluated_recommendation_is_evaluated_once() -> None:
+def test_unevaluated_recommendation_is_evaluated_once() -> None:
+    """TBPSA recommends its mean, which nevergrad never evaluated: one extra closure run."""
     x0 = np.array([2.0, -1.0, 0.5, 0.0])
-    ref, _ = hand_loop("CMA", x0, sphere, 40, seed=0)
+    ref, ref_asked = hand_loop("TBPSA", x0, sphere, 60, seed=0)
     rec = ref.recommend()
-    assert rec.loss is None  # CMA recommends its mean, which was never told
+    assert rec.loss is None and not any(np.array_equal(rec.value, a) for a in ref_asked)
+    w = torch.tensor(x0)
+    log: list = []
+    opt = tzb.NevergradWrapper([w], "TBPSA", budget=60, seed=0)
+    opt.step(recording_closure(w, sphere, log))
+    assert opt.result.nfev == 61 and len(log) == 61
+    np.testing.assert_array_equal(log[-1], rec.value)
+    best = min(sphere(a) for a in log)
+    assert float(opt.result.fun) == best and sphere(w.numpy()) == best
+
+
+def test_recommendation_already_evaluated_is_not_rerun() -> None:
+    """CMA recommends pycma's best point as a fresh candidate without a loss; it was evaluated."""
+    x0 = np.array([2.0, -1.0, 0.5, 0.0])
+    ref, ref_asked = hand_loop("CMA", x0, sphere, 40, seed=0)
+    rec = ref.recommend()
+    assert rec.loss is None and any(np.array_equal(rec.value, a) for a in ref_asked)
     w = torch.tensor(x0)
     log: list = []
     opt = tzb.NevergradWrapper([w], "CMA", budget=40, seed=0)
     opt.step(recording_closure(w, sphere, log))
-    assert opt.result.nfev == 41 and len(log) == 41
-    np.testing.assert_array_equal(log[-1], rec.value)
-    best = min(sphere(a) for a in log)
-    assert float(opt.result.fun) == best and sphere(w.numpy()) == best
+    assert opt.result.nfev == 40 and len(log) == 40
+    np.testing.assert_array_equal(w.numpy(), rec.value)
 
 
 @pytest.mark.parametrize("n", [2, 5])

@@ -32,7 +32,7 @@ from scipy.optimize import OptimizeResult
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.objective import StopSolve
+from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ class NevergradWrapper(BridgeOptimizer):
         timeout: float | None = None,
         progress: bool = False,
         threads: ThreadsSpec = "auto",
-        nonfinite: str = "inf",
+        nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         _check_positive_int("budget", budget)
         if evals_per_step is not None:

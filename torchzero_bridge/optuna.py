@@ -34,7 +34,7 @@ from scipy.optimize import OptimizeResult
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.objective import StopSolve
+from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 
@@ -260,7 +260,7 @@ class OptunaWrapper(BridgeOptimizer):
         timeout: float | None = None,
         progress: bool = False,
         threads: ThreadsSpec = "auto",
-        nonfinite: str = "inf",
+        nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         opt = _optuna()
         if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)):

@@ -331,7 +331,7 @@ def test_bad_arguments_give_clear_errors() -> None:
     w = torch.zeros(2)
     with pytest.raises(ValueError, match=r"did you mean 'CMA'"):
         tzb.NevergradWrapper([w], "CMAA", budget=10)
-    with pytest.raises(ValueError, match="budget: expected a positive int, got 0"):
+    with pytest.raises(ValueError, match="budget expected an int >= 1, got 0"):
         tzb.NevergradWrapper([w], budget=0)
     with pytest.raises(TypeError, match="budget"):
         tzb.NevergradWrapper([w])  # type: ignore[call-arg]

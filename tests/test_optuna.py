@@ -183,7 +183,7 @@ def test_bad_arguments_give_clear_errors() -> None:
         tzb.OptunaWrapper([{"params": [a], "bounds": (0, 1)}, {"params": [b], "bounds": (0, None)}], n_trials=3)
     with pytest.raises(ValueError, match="no finite"):
         tzb.OptunaWrapper([a], n_trials=3)
-    with pytest.raises(ValueError, match="n_trials: expected a positive int, got 0"):
+    with pytest.raises(ValueError, match="n_trials expected an int >= 1, got 0"):
         tzb.OptunaWrapper(bounded(a), n_trials=0)
     with pytest.raises(TypeError, match="n_trials"):
         tzb.OptunaWrapper(bounded(a))  # type: ignore[call-arg]

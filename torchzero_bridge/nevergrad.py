@@ -34,6 +34,7 @@ from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallba
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
+from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
 
 if TYPE_CHECKING:
     import nevergrad as ng
@@ -189,7 +190,7 @@ class NevergradWrapper(BridgeOptimizer):
     that many candidates are asked at once and evaluated as one batch (one vectorized pass
     when the closure is a :class:`~torchzero_bridge.BatchObjective`). After ``step`` the
     parameters hold the better of nevergrad's recommendation (evaluated once if it was never
-    evaluated, e.g. CMA's mean) and the best point evaluated. Non-finite losses are told to
+    evaluated, e.g. TBPSA's mean) and the best point evaluated. Non-finite losses are told to
     nevergrad as they are (it clips them to ``5e20``) and never become the answer.
 
     Args:
@@ -251,11 +252,12 @@ class NevergradWrapper(BridgeOptimizer):
         threads: ThreadsSpec = "auto",
         nonfinite: NonFinitePolicy = "inf",
     ) -> None:
-        _check_positive_int("budget", budget)
+        check_positive_int(budget, "budget", "NevergradWrapper")
         if evals_per_step is not None:
-            _check_positive_int("evals_per_step", evals_per_step)
-        _check_positive_int("num_workers", num_workers)
-        _check_sigma("sigma", sigma)
+            check_positive_int(evals_per_step, "evals_per_step", "NevergradWrapper")
+        check_positive_int(num_workers, "num_workers", "NevergradWrapper")
+        if sigma is not None:
+            check_positive(sigma, "sigma", "NevergradWrapper")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
         self._factory, self.optimizer_name = resolve_nevergrad_optimizer(optimizer)
@@ -273,7 +275,8 @@ class NevergradWrapper(BridgeOptimizer):
             nonfinite=nonfinite,
         )
         for gi, group in enumerate(self.param_groups):
-            _check_sigma(f"param_groups[{gi}]['sigma']", group.get("sigma"))
+            if group.get("sigma") is not None:
+                check_positive(group["sigma"], f"param_groups[{gi}]['sigma']", "NevergradWrapper")
         self.flat_params().bounds()  # validates bounds now
         self.ng_optimizer: ng.optimization.base.Optimizer | None = None
         self._space: _Space | None = None
@@ -350,7 +353,7 @@ class NevergradWrapper(BridgeOptimizer):
         if rec.loss is not None:
             fun = float(rec.loss) if rec.loss < _NG_CLIP else math.nan  # nevergrad's clip of a non-finite loss
         elif success:
-            fun = obj.value(x)  # e.g. CMA's mean: never evaluated by nevergrad
+            fun = obj.value(x)  # e.g. TBPSA's mean; the memo answers if it was evaluated after all
         else:
             fun = math.nan  # stopped: no further evaluations; the best point evaluated is the answer
         return OptimizeResult(x=x, fun=fun, success=success, status=0 if success else 1, message=message, nit=rounds)
@@ -451,19 +454,3 @@ def _tell(opt: Any, candidate: Any, loss: float) -> None:
 
 def _copy(x: np.ndarray | None) -> np.ndarray | None:
     return None if x is None else x.copy()
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
-
-
-def _check_sigma(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name}: expected a positive number or None, got {type(value).__name__}")
-    if not (math.isfinite(float(value)) and value > 0):
-        raise ValueError(f"{name}: expected a positive finite number or None, got {value!r}")

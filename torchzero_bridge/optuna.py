@@ -37,6 +37,7 @@ from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.zeroth_order.common import check_positive_int
 
 if TYPE_CHECKING:
     import optuna
@@ -263,10 +264,7 @@ class OptunaWrapper(BridgeOptimizer):
         nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         opt = _optuna()
-        if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)):
-            raise TypeError(f"n_trials: expected a positive int, got {type(n_trials).__name__}")
-        if n_trials <= 0:
-            raise ValueError(f"n_trials: expected a positive int, got {n_trials}")
+        check_positive_int(n_trials, "n_trials", "OptunaWrapper")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
         if study_name is not None and not isinstance(study_name, str):

@@ -14,6 +14,8 @@ from torchzero_bridge.errors import (
     MissingGradientError,
     NonFiniteLossWarning,
 )
+from torchzero_bridge.nevergrad import NevergradWrapper
+from torchzero_bridge.optuna import OptunaWrapper
 from torchzero_bridge.scipy import (
     BasinHoppingWrapper,
     DifferentialEvolutionWrapper,
@@ -58,8 +60,10 @@ __all__ = [
     "MeZO",
     "MinimizeWrapper",
     "MissingGradientError",
+    "NevergradWrapper",
     "NonFiniteLossWarning",
     "Objective",
+    "OptunaWrapper",
     "RandomGrad",
     "RandomizedFDM",
     "SHGOWrapper",

@@ -103,6 +103,8 @@ class ClosureAdapter:
             with torch.no_grad():
                 return loss_to_float(self.closure.loss(self.closure.model))  # type: ignore[attr-defined]
         if self.accepts_backward:
+            if not torch.is_grad_enabled():  # a solver loop already runs under no_grad
+                return loss_to_float(self.closure(backward=False))
             with torch.no_grad():
                 return loss_to_float(self.closure(backward=False))
         with torch.enable_grad():

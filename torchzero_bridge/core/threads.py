@@ -14,8 +14,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import torch
 
@@ -39,10 +40,8 @@ def limit_threads(threads: ThreadsSpec) -> Iterator[None]:
     if check_threads(threads) is None:
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     old_torch = torch.get_num_threads()
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         if isinstance(threads, int):
             torch.set_num_threads(threads)
         try:
@@ -50,6 +49,25 @@ def limit_threads(threads: ThreadsSpec) -> Iterator[None]:
         finally:
             if isinstance(threads, int):
                 torch.set_num_threads(old_torch)
+
+
+_controller: Any = None
+_controller_modules = -1
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries, rescanned only after new imports.
+
+    Scanning the process's shared libraries costs milliseconds; a library can only appear
+    through an import, so the scan is redone when ``sys.modules`` has grown or shrunk.
+    """
+    global _controller, _controller_modules
+    if _controller is None or len(sys.modules) != _controller_modules:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+        _controller_modules = len(sys.modules)
+    return _controller
 
 
 def check_threads(threads: ThreadsSpec) -> ThreadsSpec:

@@ -1,0 +1,420 @@
+"""OptunaWrapper: an optuna study as a ``torch.optim.Optimizer``, driven by ask/tell.
+
+Every scalar of the parameters is one optuna parameter; the study lives on any optuna
+storage, so several processes or machines that open the same ``study_name`` and
+``storage`` work on one study and each ends at the study's global best. ``optuna`` is an
+optional extra: importing this module does not import it.
+
+Example:
+    >>> import torch
+    >>> import torchzero_bridge as tzb
+    >>> w = torch.zeros(2, dtype=torch.float64)
+    >>> opt = tzb.OptunaWrapper([{"params": [w], "bounds": (-2.0, 2.0)}], n_trials=60, seed=0)
+    >>> def closure(backward=True):
+    ...     return ((w - 0.5) ** 2).sum()
+    >>> loss = opt.step(closure)
+    >>> float(loss) == opt.study.best_value
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import time
+import warnings
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from scipy.optimize import OptimizeResult
+
+from torchzero_bridge._optional import import_extra
+from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
+from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
+from torchzero_bridge.core.threads import ThreadsSpec
+from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.zeroth_order.common import check_positive_int
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["OptunaWrapper", "open_study"]
+
+_RACE_WORDS = ("already exists", "unique", "duplicate", "locked")
+
+
+def _optuna() -> Any:
+    return import_extra("optuna", extra="optuna", owner="OptunaWrapper")
+
+
+def open_study(
+    storage: Any = None,
+    study_name: str | None = None,
+    sampler: Any = None,
+    *,
+    attempts: int = 10,
+    first_delay: float = 0.05,
+) -> optuna.Study:
+    """Create or load a minimizing study; safe when many processes start it at once.
+
+    Workers that start together on a fresh SQLite file or PostgreSQL database race to create
+    optuna's tables and the study; the losers fail with a unique-constraint or "already
+    exists" error. Such errors are retried with exponential backoff and jitter (the retry
+    then finds the tables and loads the study).
+
+    Args:
+        storage: anything ``optuna.create_study`` accepts: ``None`` (in memory), a database
+            URL (``"sqlite:///study.db"``, ``"postgresql://..."``), or a storage object such as
+            ``JournalStorage(JournalFileBackend("study.log"))``.
+        study_name: the shared name (``None``: optuna picks a new unique name).
+        sampler: an optuna sampler (``None``: optuna's default).
+        attempts: tries before giving up.
+        first_delay: seconds before the first retry (doubled each time, with jitter).
+
+    Raises:
+        ValueError: the study exists and maximizes, or has several objectives.
+        RuntimeError: still failing after ``attempts`` tries (the last error is chained).
+
+    Example:
+        >>> from torchzero_bridge.optuna import open_study
+        >>> open_study(None, "demo").direction.name
+        'MINIMIZE'
+    """
+    opt = _optuna()
+    import sqlalchemy.exc as sa_exc
+
+    always = (sa_exc.IntegrityError, opt.exceptions.DuplicatedStudyError)
+    maybe = (sa_exc.OperationalError, sa_exc.ProgrammingError, opt.exceptions.StorageInternalError)
+    last: BaseException | None = None
+    for attempt in range(attempts):
+        try:
+            study = opt.create_study(
+                storage=storage, study_name=study_name, sampler=sampler, direction="minimize", load_if_exists=True
+            )
+            break
+        except always + maybe as e:
+            text = f"{e} {e.__cause__ or ''}".lower()
+            if not isinstance(e, always) and not any(w in text for w in _RACE_WORDS):
+                raise
+            last = e
+            time.sleep(first_delay * 2**attempt * (0.5 + random.random()))
+    else:
+        raise RuntimeError(
+            f"could not create or load study {study_name!r} after {attempts} attempts; last error: {last}"
+        ) from last
+    if len(study.directions) != 1 or study.direction != opt.study.StudyDirection.MINIMIZE:
+        raise ValueError(
+            f"study_name: study {study.study_name!r} in this storage does not minimize a single objective "
+            f"(directions {[d.name for d in study.directions]}); use another name"
+        )
+    return study
+
+
+class _Space:
+    """Suggestion names and ranges for every flat entry, and the way from a trial back to a vector."""
+
+    def __init__(self, flat: FlatParams, bounds: tuple[np.ndarray, np.ndarray] | None) -> None:
+        n = flat.n
+        self.n = n
+        self.names = [f"x{k}" for k in range(n)]
+        kind = np.zeros(n, dtype=np.int8)  # 0 float, 1 int, 2 bool
+        for i, p in enumerate(flat.params):
+            if p.dtype == torch.bool:
+                kind[flat.offsets[i] : flat.offsets[i + 1]] = 2
+            elif not (p.is_floating_point() or p.is_complex()):
+                kind[flat.offsets[i] : flat.offsets[i + 1]] = 1
+        needs = np.flatnonzero(kind != 2)
+        lo = np.full(n, -np.inf) if bounds is None else bounds[0]
+        hi = np.full(n, np.inf) if bounds is None else bounds[1]
+        open_ = needs[~(np.isfinite(lo[needs]) & np.isfinite(hi[needs]))]
+        if open_.size:
+            k = int(open_[0])
+            raise ValueError(
+                f"bounds: optuna samples every value from a finite range, but {flat.locate(k)} and "
+                f"{open_.size - 1} other entries have no finite (lo, hi); give the param group bounds=(lo, hi)"
+            )
+        ints = np.flatnonzero(kind == 1)
+        lo_i, hi_i = np.ceil(lo[ints]), np.floor(hi[ints])
+        empty = ints[lo_i > hi_i]
+        if empty.size:
+            k = int(empty[0])
+            raise ValueError(f"bounds: no integer lies within the bounds of {flat.locate(k)} ({lo[k]}, {hi[k]})")
+        self.lo, self.hi = lo.copy(), hi.copy()
+        self.lo[ints], self.hi[ints] = lo_i, hi_i
+        self.kind = kind
+        self.all_float = not kind.any()
+        self.float_specs = [(self.names[k], float(self.lo[k]), float(self.hi[k])) for k in range(n) if kind[k] == 0]
+        self.float_idx = np.flatnonzero(kind == 0)
+        self.int_specs = [(self.names[k], int(self.lo[k]), int(self.hi[k])) for k in ints]
+        self.int_idx = ints
+        self.bool_names = [self.names[k] for k in np.flatnonzero(kind == 2)]
+        self.bool_idx = np.flatnonzero(kind == 2)
+
+    def suggest(self, trial: Any) -> np.ndarray:
+        """Ask ``trial`` for every entry; the flat vector is built from the returned values."""
+        sf = trial.suggest_float
+        if self.all_float:
+            return np.array([sf(name, lo, hi) for name, lo, hi in self.float_specs], dtype=np.float64)
+        x = np.empty(self.n)
+        if self.float_specs:
+            x[self.float_idx] = [sf(name, lo, hi) for name, lo, hi in self.float_specs]
+        if self.int_specs:
+            si = trial.suggest_int
+            x[self.int_idx] = [si(name, lo, hi) for name, lo, hi in self.int_specs]
+        if self.bool_names:
+            sc = trial.suggest_categorical
+            x[self.bool_idx] = [sc(name, (False, True)) for name in self.bool_names]
+        return x
+
+    def params_of(self, x: np.ndarray) -> dict[str, Any]:
+        """The optuna parameter dict for flat vector ``x`` (for ``enqueue_trial``)."""
+        out: dict[str, Any] = {}
+        for k, name in enumerate(self.names):
+            v = x[k]
+            out[name] = float(v) if self.kind[k] == 0 else (int(np.rint(v)) if self.kind[k] == 1 else bool(v >= 0.5))
+        return out
+
+    def vector_of(self, params: dict[str, Any]) -> np.ndarray:
+        """Flat vector of a trial's parameter dict."""
+        try:
+            return np.array([float(params[name]) for name in self.names], dtype=np.float64)
+        except KeyError as e:
+            raise ValueError(
+                f"the study's best trial has no parameter {e.args[0]!r}: the study was filled by a model with a "
+                "different layout; use a new study_name"
+            ) from None
+
+
+class OptunaWrapper(BridgeOptimizer):
+    """An optuna study as a ``torch.optim.Optimizer``: each ``step`` runs ``n_trials`` trials.
+
+    Every scalar of the parameters is one optuna parameter named ``x{k}`` (``k`` = flat
+    index, see :attr:`names`): floating entries use ``suggest_float(name, lo, hi)``, integer
+    tensors ``suggest_int``, boolean tensors ``suggest_categorical(name, (False, True))``.
+    Bounds come from per-group ``bounds=(lo, hi)`` and are required for float and integer
+    entries. The parameters at the first ``step`` are enqueued as the first trial (clipped
+    into the bounds). Each trial is one ``study.ask()``, one closure run without backward,
+    one ``study.tell``; a NaN loss is told as a failed trial, ``inf`` as a value. After
+    ``step`` the parameters hold the study's best trial, which on a shared storage may come
+    from another process, and ``step`` returns its value.
+
+    Scale-out: give several processes (or machines) the same ``study_name`` and a shared
+    ``storage`` (``"sqlite:///study.db"``, a journal file, a PostgreSQL URL); they may start
+    at the same moment on a fresh database (see :func:`open_study`).
+
+    Args:
+        params: tensors or param-group dicts with ``bounds=(lo, hi)``.
+        sampler: an optuna sampler; default ``optuna.samplers.TPESampler(seed=seed)``.
+        n_trials: trials per ``step`` (required, positive).
+        storage: anything optuna accepts (``None`` = in memory, a database URL, a storage
+            object such as ``JournalStorage(JournalFileBackend(path))``).
+        study_name: the study to create or join (``None``: a new unique name).
+        seed: seeds the default sampler (ignored, with a warning, when ``sampler`` is given).
+        callback: called after each trial with an ``OptimizeResult`` (``x``, ``fun`` = this
+            process's best so far, ``nit``, ``nfev``); returning ``True`` stops the step.
+        timeout: seconds before the step stops cleanly (checked before each trial).
+        progress: show a progress bar.
+        threads: BLAS/OpenMP thread limit while the step runs.
+        nonfinite: how NaN/inf losses are reported (``"inf"`` turns NaN into ``inf``).
+
+    Attributes:
+        study: the ``optuna.Study`` (use optuna's visualisation or dashboard on it).
+        names: optuna parameter name of each flat entry.
+        result: the last step's ``OptimizeResult``.
+
+    Raises:
+        ImportError: optuna is not installed (``pip install torchzero_bridge[optuna]``).
+        ValueError: an entry without finite bounds (named), ``n_trials`` not positive, a
+            study that exists and does not minimize.
+        TypeError: wrong argument types.
+
+    Example:
+        >>> import torch, optuna
+        >>> import torchzero_bridge as tzb
+        >>> model = torch.nn.Linear(2, 1)
+        >>> X, y = torch.randn(32, 2), torch.randn(32, 1)
+        >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+        >>> opt = tzb.OptunaWrapper([{"params": model.parameters(), "bounds": (-3, 3)}], n_trials=30, seed=0)
+        >>> def closure(backward=True):
+        ...     return torch.nn.functional.mse_loss(model(X), y)
+        >>> loss = opt.step(closure)
+        >>> len(opt.study.trials)
+        30
+    """
+
+    allow_integer = True
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        sampler: optuna.samplers.BaseSampler | None = None,
+        *,
+        n_trials: int,
+        storage: Any = None,
+        study_name: str | None = None,
+        seed: int | None = None,
+        callback: UserCallback | None = None,
+        timeout: float | None = None,
+        progress: bool = False,
+        threads: ThreadsSpec = "auto",
+        nonfinite: NonFinitePolicy = "inf",
+    ) -> None:
+        opt = _optuna()
+        check_positive_int(n_trials, "n_trials", "OptunaWrapper")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        if study_name is not None and not isinstance(study_name, str):
+            raise TypeError(f"study_name: expected a str or None, got {type(study_name).__name__}")
+        if sampler is None:
+            sampler = opt.samplers.TPESampler(seed=seed)
+        elif not isinstance(sampler, opt.samplers.BaseSampler):
+            raise TypeError(f"sampler: expected an optuna sampler or None, got {type(sampler).__name__}")
+        elif seed is not None:
+            warnings.warn(
+                "seed is ignored when a sampler is given; seed the sampler itself (e.g. TPESampler(seed=...))",
+                IgnoredOptionWarning,
+                stacklevel=2,
+            )
+        super().__init__(
+            params,
+            {},
+            callback=callback,
+            timeout=timeout,
+            progress=progress,
+            threads=threads,
+            nonfinite=nonfinite,
+        )
+        self._space = _Space(self.flat_params(), self.flat_params().bounds())
+        self.names: list[str] = self._space.names
+        self.n_trials = int(n_trials)
+        self.seed = seed
+        self.storage = storage
+        self.study: optuna.Study = open_study(storage, study_name, sampler)
+        self._enqueued = False
+        self._done = 0
+
+    # ------------------------------------------------------------------ solve
+    def _solve(self, ctx: SolveContext) -> OptimizeResult:
+        flat, space, study = ctx.flat, self._space, self.study
+        if flat.n != space.n:
+            raise ValueError(
+                f"the parameters now have {flat.n} entries but the study was set up for {space.n}; "
+                "create a new OptunaWrapper for a changed model"
+            )
+        if not self._enqueued:
+            self._enqueue_start(flat, ctx.x0)
+        success, message = True, f"ran {self.n_trials} trials"
+        try:
+            with torch.no_grad():  # one context for the whole loop instead of one per trial
+                self._run_trials(ctx)
+        except StopSolve as stop:
+            success, message = False, stop.reason
+        done = self._done
+        try:
+            best_trial = study.best_trial
+        except ValueError:  # no completed trial anywhere in the study
+            return OptimizeResult(
+                x=ctx.x0.copy(), fun=math.nan, success=False, status=2, message="no trial completed", nit=done
+            )
+        return OptimizeResult(
+            x=space.vector_of(best_trial.params),
+            fun=best_trial.value,
+            success=success,
+            status=0 if success else 1,
+            message=message,
+            nit=done,
+            best_trial_number=best_trial.number,
+        )
+
+    def _run_trials(self, ctx: SolveContext) -> None:
+        """``n_trials`` ask/evaluate/tell rounds; ``self._done`` counts the finished ones."""
+        fail = _optuna().trial.TrialState.FAIL
+        study, suggest, value = self.study, self._space.suggest, ctx.objective.value
+        notify = ctx.user_callback is not None
+        self._done = 0
+        for done in range(1, self.n_trials + 1):
+            ctx.check_deadline()
+            trial = study.ask()
+            try:
+                f = value(suggest(trial))
+            except BaseException:
+                study.tell(trial, state=fail)  # never leave a trial RUNNING in a shared study
+                raise
+            if math.isnan(f):
+                study.tell(trial, state=fail)  # how optuna itself records a NaN objective
+            else:
+                study.tell(trial, f)
+            self._done = done
+            if notify:
+                obj = ctx.objective
+                best = None if obj.best_x is None else obj.best_x.copy()
+                ctx.callback(OptimizeResult(x=best, fun=obj.best_f, nit=done, nfev=obj.nfev))
+
+    def _enqueue_start(self, flat: FlatParams, x0: np.ndarray) -> None:
+        space = self._space
+        outside = (x0 < space.lo) | (x0 > space.hi)
+        if outside.any():
+            k = int(np.flatnonzero(outside)[0])
+            warnings.warn(
+                f"the starting point is outside the bounds at {int(outside.sum())} entries "
+                f"(first: {flat.locate(k)}); the first trial uses it clipped into the bounds",
+                stacklevel=5,
+            )
+        self.study.enqueue_trial(space.params_of(np.clip(x0, space.lo, space.hi)), skip_if_exists=True)
+        self._enqueued = True
+
+    def _answer_is_best(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------------ state
+    def _bridge_state(self) -> dict[str, Any]:
+        state = super()._bridge_state()
+        state.update(study_name=self.study.study_name, enqueued=self._enqueued, n_trials=self.n_trials)
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's optimizer state plus what resumes the study.
+
+        On a persistent storage that is the study name (and the URL when the storage was given
+        as one); in memory, the trials themselves. The sampler is pickled with its random state.
+        """
+        sd = super().state_dict()
+        bridge = sd["bridge"]
+        bridge["sampler"] = pickle.dumps(self.study.sampler)
+        if self._in_memory():
+            bridge["trials"] = self.study.get_trials(deepcopy=True)
+        elif isinstance(self.storage, str):
+            bridge["storage_url"] = self.storage
+        return sd
+
+    def _load_bridge_state(self, state: dict[str, Any]) -> None:
+        super()._load_bridge_state(state)
+        self._enqueued = bool(state.get("enqueued", self._enqueued))
+        sampler = pickle.loads(state["sampler"]) if "sampler" in state else self.study.sampler
+        name = state.get("study_name", self.study.study_name)
+        if "trials" in state:
+            if not self._in_memory():
+                raise ValueError(
+                    "load_state_dict: the state holds an in-memory study but this OptunaWrapper uses a "
+                    "persistent storage; construct it with storage=None"
+                )
+            study = open_study(None, name, sampler)
+            study.add_trials(state["trials"])
+            self.study = study
+            return
+        if self._in_memory():
+            url = state.get("storage_url")
+            if url is None:
+                raise ValueError(
+                    f"load_state_dict: study {name!r} lives on a storage object that cannot be saved; "
+                    "construct OptunaWrapper with that storage, then load the state"
+                )
+            self.storage = url
+        self.study = open_study(self.storage, name, sampler)
+
+    def _in_memory(self) -> bool:
+        return self.storage is None or isinstance(self.storage, _optuna().storages.InMemoryStorage)

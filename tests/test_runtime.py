@@ -63,6 +63,8 @@ def test_quickstart_runs_and_prints_table(tmp_path) -> None:
         env=env,
         check=True,
     ).stdout
+    table = {ln.split("  ")[0].strip(): ln for ln in out.splitlines()[1:] if ln[:1].isalpha() and "saved" not in ln}
+    assert len(table) == 9, out  # every solver family reports
     lines = [ln for ln in out.splitlines() if ln.startswith(("L-BFGS-B", "Newton-CG", "trust-krylov"))]
     assert len(lines) == 3
     for ln in lines:

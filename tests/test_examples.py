@@ -15,8 +15,14 @@ EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.py") if p.name != 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_example_runs(name: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+def test_example_runs(name: str, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        "TZB_OPTUNA_STORAGE": f"sqlite:///{tmp_path / 'study.db'}",  # keep the example's own study file clean
+    }
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name)], capture_output=True, text=True, timeout=300, env=env
     )

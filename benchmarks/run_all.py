@@ -1,0 +1,72 @@
+"""Run every benchmark in this folder and collect their tables into one Markdown file.
+
+Run:  python benchmarks/run_all.py            (full; tens of minutes on 2 cores)
+      python benchmarks/run_all.py --quick    (smaller sizes where a script offers them)
+      python benchmarks/run_all.py core peers (only these)
+
+Each script prints Markdown tables and writes its own JSON under ``benchmarks/results/``; this
+runner saves each script's printed output as ``results/<name>.md`` and all of them, in order,
+with the machine and the command lines, as ``results/summary.md``. Benchmarks are never part of
+the test suite. Run them on a quiet machine: the ratios are measured side by side in one run,
+but absolute times move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+QUICK_FLAGS = {"core": ["--quick"], "peers": ["--quick"], "ng_optuna": ["--quick"], "zeroth_order": ["--epochs", "5"]}
+
+
+def scripts() -> dict[str, Path]:
+    """Benchmark name -> script, in a stable order."""
+    return {p.stem.removeprefix("bench_"): p for p in sorted(HERE.glob("bench_*.py"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {sorted(scripts())})")
+    parser.add_argument("--quick", action="store_true", help="pass each script's quick option")
+    args = parser.parse_args()
+    available = scripts()
+    unknown = sorted(set(args.names) - set(available))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; expected some of {sorted(available)}")
+    names = args.names or list(available)
+    RESULTS.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    sections = [
+        "# Benchmark summary\n",
+        f"Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}.\n",
+    ]
+    failed = []
+    for name in names:
+        cmd = [sys.executable, str(available[name]), *(QUICK_FLAGS.get(name, []) if args.quick else [])]
+        shown = " ".join(["python", f"benchmarks/{available[name].name}", *cmd[2:]])
+        print(f"== {shown}", flush=True)
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE.parent)
+        seconds = time.perf_counter() - t
+        print(proc.stdout[-4000:], flush=True)
+        if proc.returncode != 0:
+            failed.append(name)
+            print(proc.stderr[-4000:], file=sys.stderr)
+        (RESULTS / f"{name}.md").write_text(proc.stdout)
+        status = "" if proc.returncode == 0 else f" — FAILED (exit {proc.returncode})"
+        sections.append(f"\n## {name}{status}\n\n`{shown}` ({seconds:.0f} s)\n\n{proc.stdout}\n")
+    (RESULTS / "summary.md").write_text("".join(sections))
+    print(f"wrote {RESULTS / 'summary.md'}")
+    if failed:
+        sys.exit(f"failed: {failed}")
+
+
+if __name__ == "__main__":
+    main()

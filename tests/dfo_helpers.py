@@ -67,7 +67,7 @@ class Spy:
     def __call__(self, backward: bool = True) -> torch.Tensor:
         loss = make_closure(self.model)(backward=backward)
         self.xs.append(flat_values(self.model))
-        self.fs.append(float(loss))
+        self.fs.append(float(loss.detach()))
         return loss
 
     def best(self) -> tuple[np.ndarray, float]:

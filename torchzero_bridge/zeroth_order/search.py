@@ -122,9 +122,12 @@ class RandomSearch(DerivativeFreeOptimizer):
         m = self.n_samples
         if callable(self.sampler):
             return torch.stack([self._call_sampler(space, gen) for _ in range(m)])
+        bounded = bool(space.bounded.all())
+        if self.sampler == "uniform" or (self.sampler == "auto" and bounded):
+            return uniform_in_bounds(space, m, gen)
         std = space.group_vector(self.param_groups, "std")
         normal = torch.randn((m, space.n), generator=gen, dtype=space.dtype, device=space.device) * std
-        if self.sampler == "normal":
+        if self.sampler == "normal" or not bool(space.bounded.any()):
             return normal
         return torch.where(space.bounded, uniform_in_bounds(space, m, gen), normal)
 

@@ -1,0 +1,157 @@
+"""Bad input to the derivative-free optimizers gets a clear error naming the parameter."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import torchzero_bridge as tzb
+from torchzero_bridge.errors import ClosureError
+
+
+def w():
+    return [torch.zeros(3, requires_grad=True)]
+
+
+CONSTRUCTION = [
+    # (call, exception, message pattern)
+    (lambda: tzb.RandomWalk(w(), lr=0.0), ValueError, r"lr \(param_groups\[0\]\): expected a positive"),
+    (lambda: tzb.RandomWalk(w(), lr=-1.0), ValueError, r"lr \(param_groups\[0\]\)"),
+    (lambda: tzb.RandomWalk(w(), lr="big"), ValueError, r"lr .*'big'"),
+    (lambda: tzb.RandomWalk(w(), lr=math.nan), ValueError, r"lr .*nan"),
+    (lambda: tzb.RandomWalk(w(), order=0), ValueError, r"order: expected an int >= 1"),
+    (lambda: tzb.RandomWalk(w(), order=1.5), ValueError, r"order: expected an int"),
+    (lambda: tzb.RandomWalk(w(), on_reject="retry"), ValueError, r"on_reject: expected one of"),
+    (lambda: tzb.RandomWalk(w(), adapt=0.9), ValueError, r"adapt: expected a factor > 1"),
+    (lambda: tzb.RandomWalk(w(), target_rate=1.0), ValueError, r"target_rate: expected a number in \(0, 1\)"),
+    (lambda: tzb.SecondOrderRandomWalk(w(), turn=0.0), ValueError, r"turn: expected a positive"),
+    (
+        lambda: tzb.RandomSearch(w(), sampler="sobol"),
+        ValueError,
+        r"sampler: expected one of \('auto', 'uniform', 'normal'\)",
+    ),
+    (lambda: tzb.RandomSearch(w(), sampler="uniform"), ValueError, r"sampler='uniform' needs finite bounds.*\[0\]"),
+    (lambda: tzb.RandomSearch(w(), n_samples=0), ValueError, r"n_samples: expected an int >= 1"),
+    (lambda: tzb.RandomSearch(w(), std=-1.0), ValueError, r"std \(param_groups\[0\]\)"),
+    (lambda: tzb.ShrinkingRandomSearch(w(), lr=-0.1), ValueError, r"lr \(param_groups\[0\]\)"),
+    (lambda: tzb.ShrinkingRandomSearch(w(), nsteps=0), ValueError, r"nsteps: expected an int >= 1"),
+    (
+        lambda: tzb.ShrinkingRandomSearch(w(), final_scale=2.0),
+        ValueError,
+        r"final_scale: expected a number in \(0, 1\]",
+    ),
+    (
+        lambda: tzb.GridSearch(w(), step=0.1),
+        ValueError,
+        r"bounds \(param_groups\[0\]\): GridSearch needs finite bounds",
+    ),
+    (
+        lambda: tzb.GridSearch(w(), bounds=(0, 1)),
+        ValueError,
+        r"step \(param_groups\[0\]\): GridSearch needs a grid spacing",
+    ),
+    (
+        lambda: tzb.GridSearch(w(), bounds=(0, 1), step=-0.1),
+        ValueError,
+        r"step \(param_groups\[0\]\): expected a positive",
+    ),
+    (
+        lambda: tzb.GridSearch(w(), bounds=(0, None), step=0.1),
+        ValueError,
+        r"bounds: GridSearch needs finite .*\[0\] has none",
+    ),
+    (lambda: tzb.GridSearch(w(), bounds=(0, 1), step=1e-3), ValueError, r"max_points=10000000"),
+    (lambda: tzb.GridSearch(w(), bounds=(0, 1), step=0.1, refine=1), ValueError, r"refine: expected an int >= 2"),
+    (lambda: tzb.GridSearch(w(), bounds=(0, 1), step=0.1, batch_size=0), ValueError, r"batch_size"),
+    (lambda: tzb.SequentialSearch(w(), lr=0), ValueError, r"lr \(param_groups\[0\]\)"),
+    (lambda: tzb.SequentialSearch(w(), points=0), ValueError, r"points: expected an int >= 1"),
+    (lambda: tzb.SequentialSearch(w(), shrink=1.0), ValueError, r"shrink: expected a number in \(0, 1\)"),
+    (lambda: tzb.SequentialSearch(w(), grow=0.5), ValueError, r"grow: expected a number >= 1"),
+    (lambda: tzb.SimulatedAnnealing(w(), init_temp=0.0), ValueError, r"init_temp: expected a positive"),
+    (lambda: tzb.SimulatedAnnealing(w(), cooling=1.5), ValueError, r"cooling: expected a factor in \(0, 1\]"),
+    (lambda: tzb.SimulatedAnnealing(w(), cooling=0.0), ValueError, r"cooling: expected a positive"),
+    (lambda: tzb.SimulatedAnnealing(w(), min_temp=-1.0), ValueError, r"min_temp: expected a non-negative"),
+    (lambda: tzb.SimulatedAnnealing(w(), temp_power=-1.0), ValueError, r"temp_power"),
+    (lambda: tzb.ParticleSwarm(w(), n_particles=1), ValueError, r"n_particles: expected an int >= 2"),
+    (lambda: tzb.ParticleSwarm(w(), inertia=-0.1), ValueError, r"inertia: expected a non-negative"),
+    (lambda: tzb.ParticleSwarm(w(), init_std=0.0), ValueError, r"init_std: expected a positive"),
+    (lambda: tzb.ParticleSwarm(w(), max_velocity=0.0), ValueError, r"max_velocity"),
+    (
+        lambda: tzb.EvolutionStrategy(w(), n_parents=5, n_offspring=4),
+        ValueError,
+        r"n_offspring: \(mu, lambda\) selection",
+    ),
+    (lambda: tzb.EvolutionStrategy(w(), recombination="one-point"), ValueError, r"recombination: expected one of"),
+    (lambda: tzb.EvolutionStrategy(w(), plus="yes"), TypeError, r"plus: expected True or False"),
+    (lambda: tzb.EvolutionStrategy(w(), tau=0.0), ValueError, r"tau: expected a positive"),
+    (lambda: tzb.EvolutionStrategy(w(), lr=0.0), ValueError, r"lr \(param_groups\[0\]\)"),
+    (lambda: tzb.SwarmOfOptimizers(w(), None), TypeError, r"optimizers_factory: expected a callable"),
+    (
+        lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), n=1),
+        ValueError,
+        r"n: expected an int >= 2",
+    ),
+    (lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), gravity=1.5), ValueError, r"gravity"),
+    (lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), patience=0), ValueError, r"patience"),
+    (lambda: tzb.RandomWalk(w(), seed="abc"), TypeError, r"seed: expected an int or None"),
+    (lambda: tzb.RandomWalk(w(), seed=1, generator=torch.Generator()), ValueError, r"seed, generator: give one"),
+    (lambda: tzb.RandomWalk(w(), generator=1), TypeError, r"generator: expected a torch.Generator"),
+    (lambda: tzb.RandomWalk(torch.zeros(3)), TypeError, r"params: expected an iterable"),
+    (lambda: tzb.RandomWalk([]), ValueError, r"empty"),
+    (lambda: tzb.RandomWalk(w(), bounds=(1.0, 0.0)), ValueError, r"lower bound 1.0 is above upper bound 0.0"),
+    (
+        lambda: tzb.RandomWalk([torch.zeros(2, dtype=torch.int64)]),
+        TypeError,
+        r"int64\): RandomWalk optimizes floating-point tensors only; integer and boolean tensors are accepted by "
+        r"RandomSearch",
+    ),
+    (lambda: tzb.ParticleSwarm([torch.zeros(2, dtype=torch.bool)]), TypeError, r"ParticleSwarm optimizes floating"),
+    (
+        lambda: tzb.RandomSearch([torch.zeros(2, dtype=torch.int64)], bounds=(0.2, 0.8)),
+        ValueError,
+        r"bounds of .*\[0\] contain no integer value",
+    ),
+]
+
+
+@pytest.mark.parametrize("call, exc, pattern", CONSTRUCTION, ids=[f"case{i}" for i in range(len(CONSTRUCTION))])
+def test_construction_errors_name_the_parameter(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_bad_option_in_an_added_group_names_the_group():
+    opt = tzb.RandomWalk(w(), lr=0.1)
+    with pytest.raises(ValueError, match=r"lr \(param_groups\[1\]\): expected a positive"):
+        opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": -1.0})
+
+
+def test_step_without_closure():
+    with pytest.raises(TypeError, match=r"RandomWalk.step\(\) needs a closure"):
+        tzb.RandomWalk(w()).step()
+
+
+def test_closure_returning_a_vector():
+    params = w()
+    opt = tzb.EvolutionStrategy(params, seed=0)
+    with pytest.raises(ClosureError, match="scalar loss"):
+        opt.step(lambda: params[0] * 2)
+
+
+def test_sampler_returning_the_wrong_shape():
+    params = w()
+    opt = tzb.RandomSearch(params, sampler=lambda p, g: torch.zeros(2), seed=0)
+    with pytest.raises(ValueError, match=r"sampler: expected a tensor shaped like .*\(3,\)"):
+        opt.step(lambda: float(params[0].detach().sum()))
+    assert params[0].tolist() == [0.0, 0.0, 0.0]  # left at the best point (the start)
+
+
+def test_state_dict_of_another_problem_size():
+    small, big = w(), [torch.zeros(5, requires_grad=True)]
+    opt = tzb.RandomWalk(small, seed=0)
+    opt.step(lambda: float(small[0].detach().sum()))
+    other = tzb.RandomWalk(big, seed=0)
+    with pytest.raises(ValueError, match="state_dict"):
+        other.load_state_dict(opt.state_dict())

@@ -276,3 +276,19 @@ def test_runs_on_cuda(name: str) -> None:
     losses = _steps(opt, make_closure(model), 5)
     assert all(p.is_cuda for p in model.parameters())
     assert ROSEN.numpy_f(flat_values(model)) == pytest.approx(losses[-1], rel=1e-9)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_added_param_group_restarts_the_method(name: str) -> None:
+    model = ROSEN.model()
+    first, second = list(model.parameters())
+    opt = METHODS[name]([first])
+    closure = make_closure(model)
+    _steps(opt, closure, 3)
+    extra = {"params": [second], "lr": 0.3} if "lr" in opt.defaults else {"params": [second]}
+    if name == "GridSearch":
+        extra.update(bounds=B, step=1.0)
+    opt.add_param_group(extra)
+    losses = _steps(opt, closure, 5)
+    assert ROSEN.numpy_f(flat_values(model)) == pytest.approx(losses[-1])
+    assert losses == sorted(losses, reverse=True)

@@ -155,3 +155,25 @@ def test_state_dict_of_another_problem_size():
     other = tzb.RandomWalk(big, seed=0)
     with pytest.raises(ValueError, match="state_dict"):
         other.load_state_dict(opt.state_dict())
+
+
+IGNORED = [
+    (lambda: tzb.RandomWalk(w(), target_rate=0.3), r"target_rate is ignored: it only matters with adapt"),
+    (lambda: tzb.SimulatedAnnealing(w(), target_rate=0.3), r"target_rate is ignored"),
+    (lambda: tzb.RandomSearch(w(), bounds=(0, 1), std=2.0), r"std is ignored: only the normal sampler"),
+    (lambda: tzb.RandomSearch(w(), sampler=lambda p, g: p, std=2.0), r"std is ignored"),
+    (lambda: tzb.ParticleSwarm(w(), bounds=(0, 1), init_std=2.0), r"init_std is ignored: every entry has finite"),
+]
+
+
+@pytest.mark.parametrize("call, pattern", IGNORED, ids=[f"case{i}" for i in range(len(IGNORED))])
+def test_ignored_options_warn(call, pattern):
+    with pytest.warns(tzb.IgnoredOptionWarning, match=pattern) as record:
+        call()
+    assert record[0].filename == __file__  # the warning points at the caller's line
+
+
+def test_used_options_do_not_warn():
+    tzb.RandomSearch(w(), std=2.0)  # unbounded: the normal sampler uses std
+    tzb.ParticleSwarm(w(), bounds=(0, None), init_std=2.0)  # unbounded above: init_std is used
+    tzb.RandomWalk(w(), adapt=1.5, target_rate=0.3)

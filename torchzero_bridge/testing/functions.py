@@ -55,6 +55,10 @@ class Sphere(_Parts):
         *parts: initial values, one parameter tensor each.
         shift: location of the minimum (same value for every entry).
         dtype: parameter dtype.
+
+    Example:
+        >>> Sphere([1.0, 0.0], [2.0], shift=1.0)().item()
+        2.0
     """
 
     def __init__(
@@ -73,6 +77,10 @@ class Rastrigin(_Parts):
     Args:
         *parts: initial values, one parameter tensor each.
         dtype: parameter dtype.
+
+    Example:
+        >>> Rastrigin([0.0, 0.0], [0.0])().item()
+        0.0
     """
 
     def forward(self) -> torch.Tensor:
@@ -81,13 +89,23 @@ class Rastrigin(_Parts):
 
 
 def numpy_sphere(x: np.ndarray, shift: float = 0.0) -> float:
-    """The sphere function in numpy (independent of the torch module)."""
+    """The sphere function in numpy (independent of the torch module).
+
+    Example:
+        >>> numpy_sphere(np.array([1.0, 2.0]), shift=1.0)
+        1.0
+    """
     x = np.asarray(x, dtype=np.float64)
     return float(np.sum((x - shift) ** 2))
 
 
 def numpy_rastrigin(x: np.ndarray) -> float:
-    """The Rastrigin function in numpy (independent of the torch module)."""
+    """The Rastrigin function in numpy (independent of the torch module).
+
+    Example:
+        >>> numpy_rastrigin(np.zeros(3))
+        0.0
+    """
     x = np.asarray(x, dtype=np.float64)
     return float(10.0 * x.size + np.sum(x**2 - 10.0 * np.cos(2.0 * np.pi * x)))
 
@@ -97,7 +115,7 @@ def make_closure(model: torch.nn.Module) -> Callable[..., torch.Tensor]:
 
     Example:
         >>> f = Sphere([1.0], [2.0])
-        >>> float(make_closure(f)(backward=False))
+        >>> make_closure(f)(backward=False).item()
         5.0
     """
 

@@ -46,7 +46,7 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
             ``(T / init_temp) ** temp_power`` (``0`` keeps it fixed).
         adapt: optional factor ``> 1`` for acceptance-based step-size control (see
             :func:`~torchzero_bridge.zeroth_order.walks.check_adapt`); ``None`` keeps ``lr``.
-        target_rate: acceptance rate at which ``adapt`` keeps the scale constant.
+        target_rate: acceptance rate at which ``adapt`` keeps the scale constant (default 0.3).
         bounds: per-group ``(lo, hi)``; proposals are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -78,7 +78,7 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
         min_temp: float = 0.0,
         temp_power: float = 0.5,
         adapt: float | None = None,
-        target_rate: float = 0.3,
+        target_rate: float | None = None,
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -89,7 +89,7 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
             raise ValueError(f"cooling: expected a factor in (0, 1], got {cooling!r}")
         self.min_temp = check_positive(min_temp, "min_temp", allow_zero=True)
         self.temp_power = check_positive(temp_power, "temp_power", allow_zero=True)
-        self.adapt, self.target_rate = check_adapt(adapt, target_rate)
+        self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.3)
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:

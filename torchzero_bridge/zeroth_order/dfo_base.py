@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -41,10 +42,10 @@ import torch
 
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.errors import NonFiniteLossWarning
+from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import SeededRNG, evaluator, require_closure
 
-__all__ = ["INTEGER_OPTIMIZERS", "STATE_KEY", "DerivativeFreeOptimizer", "FlatSpace"]
+__all__ = ["INTEGER_OPTIMIZERS", "STATE_KEY", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
 
 STATE_KEY = "derivative_free"
 """Key of the method's state in ``optimizer.state`` and in ``state_dict()['state']``."""
@@ -58,6 +59,23 @@ INTEGER_OPTIMIZERS = (
     "EvolutionStrategy",
 )
 """Derivative-free optimizers that accept integer and boolean tensors."""
+
+
+def warn_ignored(option: str, reason: str) -> None:
+    """Warn (:class:`~torchzero_bridge.errors.IgnoredOptionWarning`) that ``option`` has no effect.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_ignored("std", "the uniform sampler does not use it")
+        >>> str(caught[0].message)
+        'std is ignored: the uniform sampler does not use it'
+    """
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("torchzero_bridge."):
+        level, frame = level + 1, frame.f_back  # point at the user's line, outside this package
+    warnings.warn(f"{option} is ignored: {reason}", IgnoredOptionWarning, stacklevel=level)
 
 
 class FlatSpace:
@@ -246,6 +264,24 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         TypeError: a single tensor as ``params``, integer tensors for a float-only method,
             ``generator`` that is not a ``torch.Generator``.
         ValueError: both ``seed`` and ``generator``; malformed per-group options.
+
+    Example:
+        A method only proposes points; the base keeps the best one in the parameters:
+
+        >>> import torch
+        >>> class GaussianProbe(DerivativeFreeOptimizer):
+        ...     def __init__(self, params, lr=0.1, seed=None):
+        ...         super().__init__(params, {"lr": lr}, seed=seed)
+        ...     def _step(self, space, st):
+        ...         z = torch.randn(space.n, generator=self._generator(space), dtype=space.dtype)
+        ...         lr = space.group_vector(self.param_groups, "lr")
+        ...         self._evaluate(space, space.project(st["best_x"] + lr * z))
+        >>> w = torch.tensor([1.0, 1.0])
+        >>> opt = GaussianProbe([w], lr=0.3, seed=0)
+        >>> for _ in range(200):
+        ...     loss = opt.step(lambda: float((w ** 2).sum()))
+        >>> float(loss) < 0.05, opt.nfev
+        (True, 201)
     """
 
     allow_integer: ClassVar[bool] = False
@@ -442,6 +478,8 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
                 self._finite(math.nan)
                 f[bad] = math.inf
             i = int(torch.argmin(f))
+            if ties:  # like one-by-one evaluation: the last of equal losses wins
+                i = int(torch.nonzero(f == f[i])[-1])
             if f[i] < st["best_f"] or (ties and float(f[i]) == st["best_f"]):
                 st["best_x"], st["best_f"] = X[i].clone(), float(f[i])
                 self._at_best = False  # a batched pass does not touch the parameters
@@ -484,6 +522,10 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         best = st["best_x"]
         if best is not None and best.shape == x.shape and torch.equal(best, x):
             return
+        if best is not None and best.shape != x.shape:  # param groups changed: start the method afresh
+            kept = {"nfev": st["nfev"], "steps": st["steps"]}
+            st.clear()
+            st.update(best_x=None, best_f=math.inf, **kept)
         px = space.project(x)
         if px is not x and not torch.equal(px, x):
             space.write(px)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
 from torchzero_bridge.zeroth_order.search import uniform_in_bounds
 
 __all__ = ["RECOMBINATIONS", "EvolutionStrategy", "ParticleSwarm"]
@@ -54,7 +54,7 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         inertia: velocity damping ``w``.
         cognitive: pull ``c1`` toward each particle's own best.
         social: pull ``c2`` toward the swarm's best.
-        init_std: spread of the initial swarm along unbounded entries.
+        init_std: spread of the initial swarm along unbounded entries (default 1).
         max_velocity: per-entry speed limit (``None``: a fifth of the bounded width, none
             on unbounded entries).
         bounds: per-group ``(lo, hi)``.
@@ -84,7 +84,7 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         cognitive: float = 1.49618,
         social: float = 1.49618,
         *,
-        init_std: float = 1.0,
+        init_std: float | None = None,
         max_velocity: float | None = None,
         bounds: Any = None,
         seed: int | None = None,
@@ -94,9 +94,11 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         self.inertia = check_positive(inertia, "inertia", allow_zero=True)
         self.cognitive = check_positive(cognitive, "cognitive", allow_zero=True)
         self.social = check_positive(social, "social", allow_zero=True)
-        self.init_std = check_positive(init_std, "init_std")
+        self.init_std = 1.0 if init_std is None else check_positive(init_std, "init_std")
         self.max_velocity = None if max_velocity is None else check_positive(max_velocity, "max_velocity")
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
+        if init_std is not None and bool(self._space().bounded.all()):
+            warn_ignored("init_std", "every entry has finite bounds, so the swarm starts uniformly inside them")
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         for key in ("positions", "velocities", "pbest"):

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
 
 __all__ = ["GridSearch", "RandomSearch", "SequentialSearch", "ShrinkingRandomSearch", "uniform_in_bounds"]
 
@@ -69,7 +69,7 @@ class RandomSearch(DerivativeFreeOptimizer):
             (``N(0, std**2)``, clipped to any bounds), or a callable
             ``sampler(param, generator) -> tensor shaped like param``.
         n_samples: points per step (evaluated in one call with a ``BatchObjective``).
-        std: per-group standard deviation of the normal sampler.
+        std: per-group standard deviation of the normal sampler (default 1).
         bounds: per-group ``(lo, hi)``; scalars, tensors shaped like each parameter, or ``None``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -97,7 +97,7 @@ class RandomSearch(DerivativeFreeOptimizer):
         sampler: str | Sampler = "auto",
         *,
         n_samples: int = 1,
-        std: float = 1.0,
+        std: float | None = None,
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -106,13 +106,16 @@ class RandomSearch(DerivativeFreeOptimizer):
             raise ValueError(f"sampler: expected one of {SAMPLERS} or a callable(param, generator), got {sampler!r}")
         self.sampler = sampler
         self.n_samples = _check_samples(n_samples)
-        super().__init__(params, {"std": std, "bounds": bounds}, seed=seed, generator=generator)
+        super().__init__(params, {"std": 1.0 if std is None else std, "bounds": bounds}, seed=seed, generator=generator)
         space = self._space()
         if sampler == "uniform" and not bool(space.bounded.all()):
             k = int(torch.nonzero(~space.bounded)[0])
             raise ValueError(
                 f"sampler='uniform' needs finite bounds=(lo, hi) for every entry; {space.flat.locate(k)} has none"
             )
+        normal_used = sampler == "normal" or (sampler == "auto" and not bool(space.bounded.all()))
+        if std is not None and not normal_used:
+            warn_ignored("std", "only the normal sampler uses it (every entry is sampled another way)")
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["std"], f"std ({where})")

@@ -151,6 +151,10 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
         if "positions" in st:
             return
+        ours = [id(p) for g in self.param_groups for p in g["params"]]
+        for i, m in enumerate(self.members):  # param groups were added: members need the new tensors
+            if [id(p) for g in m.param_groups for p in g["params"]] != ours:
+                self.members[i] = self._make_member()
         gen = self._generator(space)
         noise = torch.randn((self.n, space.n), generator=gen, dtype=space.dtype, device=space.device)
         X = space.project(x + self.init_std * noise)

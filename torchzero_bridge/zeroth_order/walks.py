@@ -29,14 +29,14 @@ from typing import Any
 import torch
 
 from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
 
 __all__ = ["ON_REJECT", "RandomWalk", "SecondOrderRandomWalk", "check_adapt"]
 
 ON_REJECT = ("opposite", "undo")
 
 
-def check_adapt(adapt: float | None, target_rate: float) -> tuple[float | None, float]:
+def check_adapt(adapt: float | None, target_rate: float | None, default_rate: float) -> tuple[float | None, float]:
     """Validate the success-based step-size options shared by walks and annealing.
 
     Args:
@@ -44,27 +44,39 @@ def check_adapt(adapt: float | None, target_rate: float) -> tuple[float | None, 
             multiplied by ``adapt ** (-target_rate / (1 - target_rate))`` after a rejected
             one, so it is stable at an acceptance rate of ``target_rate``); ``None`` keeps the
             scale fixed.
-        target_rate: acceptance rate in ``(0, 1)`` at which the scale stays constant.
+        target_rate: acceptance rate in ``(0, 1)`` at which the scale stays constant
+            (``None``: ``default_rate``). Given without ``adapt`` it has no effect and an
+            :class:`~torchzero_bridge.errors.IgnoredOptionWarning` is issued.
+        default_rate: the method's default target rate.
 
     Raises:
         ValueError: ``adapt`` not ``> 1`` or ``target_rate`` outside ``(0, 1)``.
 
     Example:
-        >>> check_adapt(1.5, 0.2)
+        >>> check_adapt(1.5, None, 0.2)
         (1.5, 0.2)
     """
     if adapt is not None:
         check_positive(adapt, "adapt")
         if not adapt > 1:
             raise ValueError(f"adapt: expected a factor > 1 or None, got {adapt!r}")
+    if target_rate is None:
+        return (None if adapt is None else float(adapt)), default_rate
     rate = check_positive(target_rate, "target_rate")
     if not rate < 1:
         raise ValueError(f"target_rate: expected a number in (0, 1), got {target_rate!r}")
+    if adapt is None:
+        warn_ignored("target_rate", "it only matters with adapt (success-based step-size control)")
     return (None if adapt is None else float(adapt)), rate
 
 
 def adapt_scale(scale: float, accepted: bool, adapt: float | None, target_rate: float) -> float:
-    """The step scale after one move (see :func:`check_adapt`); unchanged when ``adapt`` is None."""
+    """The step scale after one move (see :func:`check_adapt`); unchanged when ``adapt`` is None.
+
+    Example:
+        >>> adapt_scale(1.0, True, 2.0, 0.2), adapt_scale(1.0, False, 2.0, 0.2)
+        (2.0, 0.8408964152537145)
+    """
     if adapt is None:
         return scale
     return scale * (adapt if accepted else adapt ** (-target_rate / (1.0 - target_rate)))
@@ -79,14 +91,14 @@ class _Walk(DerivativeFreeOptimizer):
         defaults: dict[str, Any],
         on_reject: str,
         adapt: float | None,
-        target_rate: float,
+        target_rate: float | None,
         seed: int | None,
         generator: torch.Generator | None,
     ) -> None:
         if on_reject not in ON_REJECT:
             raise ValueError(f"on_reject: expected one of {ON_REJECT}, got {on_reject!r}")
         self.on_reject = on_reject
-        self.adapt, self.target_rate = check_adapt(adapt, target_rate)
+        self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.2)
         super().__init__(params, defaults, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
@@ -121,7 +133,7 @@ class RandomWalk(_Walk):
         order: how many times the noise is integrated (1 = plain random walk).
         on_reject: ``"opposite"`` (try the reversed move, default) or ``"undo"``.
         adapt: optional success-based step-size factor (``> 1``, see :func:`check_adapt`).
-        target_rate: acceptance rate at which ``adapt`` keeps the scale constant.
+        target_rate: acceptance rate at which ``adapt`` keeps the scale constant (default 0.2).
         bounds: per-group ``(lo, hi)``; moves are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -149,7 +161,7 @@ class RandomWalk(_Walk):
         *,
         on_reject: str = "opposite",
         adapt: float | None = None,
-        target_rate: float = 0.2,
+        target_rate: float | None = None,
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -197,7 +209,7 @@ class SecondOrderRandomWalk(_Walk):
         turn: how strongly the noise turns the direction (about the angle in radians for small values).
         on_reject: ``"opposite"`` (default) or ``"undo"``.
         adapt: optional success-based step-size factor (``> 1``).
-        target_rate: acceptance rate at which ``adapt`` keeps the scale constant.
+        target_rate: acceptance rate at which ``adapt`` keeps the scale constant (default 0.2).
         bounds: per-group ``(lo, hi)``; moves are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -225,7 +237,7 @@ class SecondOrderRandomWalk(_Walk):
         *,
         on_reject: str = "opposite",
         adapt: float | None = None,
-        target_rate: float = 0.2,
+        target_rate: float | None = None,
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,

@@ -35,7 +35,8 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from types import FrameType
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -72,7 +73,7 @@ def warn_ignored(option: str, reason: str) -> None:
         >>> str(caught[0].message)
         'std is ignored: the uniform sampler does not use it'
     """
-    level, frame = 2, sys._getframe(1)
+    level, frame = 2, cast("FrameType | None", sys._getframe(1))
     while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("torchzero_bridge."):
         level, frame = level + 1, frame.f_back  # point at the user's line, outside this package
     warnings.warn(f"{option} is ignored: {reason}", IgnoredOptionWarning, stacklevel=level)
@@ -301,7 +302,8 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
             raise ValueError("seed, generator: give one of them, not both")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
-        super().__init__(list(params), {"bounds": None, **defaults})
+        param_list: list[Any] = list(params)
+        super().__init__(param_list, {"bounds": None, **defaults})
         space = self._space()  # validates dtypes and bounds with messages naming tensors
         if generator is not None and generator.device != space.device:
             raise ValueError(
@@ -386,21 +388,22 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         inner = dict(state_dict.get("state", {}))
         own = copy.deepcopy(inner.pop(STATE_KEY, None))
         state_dict["state"] = inner
+        space = self._space()
+        best = None if own is None else own.get("best_x")
+        if best is not None and tuple(best.shape) != (space.n,):  # checked before anything is loaded
+            raise ValueError(
+                f"state_dict: it was saved for {best.numel()} parameter entries but this optimizer has {space.n}"
+            )
         super().load_state_dict(state_dict)
+        table = self._state_table()
         if own is None:
-            self.state.pop(STATE_KEY, None)
+            table.pop(STATE_KEY, None)
             return
         rng = own.pop("rng", None)
         if rng is not None:
             self.rng.load_state_dict(rng)
-        space = self._space()
-        best = own.get("best_x")
-        if best is not None and tuple(best.shape) != (space.n,):
-            raise ValueError(
-                f"state_dict: it was saved for {best.numel()} parameter entries but this optimizer has {space.n}"
-            )
-        self.state[STATE_KEY] = _to_device(own, space.device)
-        self._load_state(space, self.state[STATE_KEY])
+        table[STATE_KEY] = _to_device(own, space.device)
+        self._load_state(space, table[STATE_KEY])
 
     # ------------------------------------------------------------------ for subclasses
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
@@ -433,11 +436,16 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         self._space_cache = (key, space)
         return space
 
+    def _state_table(self) -> dict[Any, Any]:
+        """torch's ``self.state`` (typed for tensor keys; the method's state sits under a string key)."""
+        return cast("dict[Any, Any]", self.state)
+
     def _dfo_state(self) -> dict[str, Any]:
-        st = self.state.get(STATE_KEY)
+        table = self._state_table()
+        st = table.get(STATE_KEY)
         if st is None:
             st = {"best_x": None, "best_f": math.inf, "nfev": 0, "steps": 0}
-            self.state[STATE_KEY] = st
+            table[STATE_KEY] = st
         return st
 
     def _evaluate(self, space: FlatSpace, x: torch.Tensor, *, ties: bool = False) -> float:

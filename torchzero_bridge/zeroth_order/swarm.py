@@ -104,6 +104,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         if self.gravity > 1:
             raise ValueError(f"gravity: expected a fraction in [0, 1], got {gravity!r}")
         self.init_std = check_positive(init_std, "init_std")
+        self._user_closure: Callable[..., Any] | None = None
+        self._member_best = math.inf
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
         self.members: list[torch.optim.Optimizer] = [self._make_member() for _ in range(self.n)]
 
@@ -182,6 +184,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
 
     def _closure_for_members(self, space: FlatSpace) -> Callable[..., Any]:
         user = self._user_closure
+        assert user is not None, "only valid inside step()"
 
         def seen(loss: Any) -> Any:
             f = self._record(space, loss_to_float(loss))

@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 import torchzero_bridge as tzb  # noqa: E402
 from torchzero_bridge.testing import Rosenbrock  # noqa: E402
-from torchzero_bridge.testing.functions import Rastrigin, Sphere, numpy_rastrigin, numpy_sphere  # noqa: E402
+from torchzero_bridge.testing.functions import Sphere, numpy_sphere  # noqa: E402
+from torchzero_bridge.testing.global_functions import Rastrigin, rastrigin  # noqa: E402
 
 BOX = (-5.12, 5.12)
 SHIFT = 0.5
@@ -66,7 +67,7 @@ PROBLEMS = [
         "sphere", (-1.2, 1.0, 0.8, -0.5), 1e-6, lambda a, b: Sphere(a, b, shift=SHIFT), lambda x: numpy_sphere(x, SHIFT)
     ),
     Problem("rosenbrock", (-1.2, 1.0, -1.2, 1.0), 1e-2, Rosenbrock, scipy.optimize.rosen),
-    Problem("rastrigin", (2.3, -1.7, 3.1, -2.6), 1e-2, Rastrigin, numpy_rastrigin),
+    Problem("rastrigin", (2.3, -1.7, 3.1, -2.6), 1e-2, Rastrigin, lambda x: float(rastrigin(x))),
 ]
 
 Factory = Callable[[list[torch.Tensor], int], torch.optim.Optimizer]

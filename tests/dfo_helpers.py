@@ -11,14 +11,8 @@ import scipy.optimize
 import torch
 
 from torchzero_bridge.testing import Rosenbrock
-from torchzero_bridge.testing.functions import (
-    Rastrigin,
-    Sphere,
-    batch_objective,
-    make_closure,
-    numpy_rastrigin,
-    numpy_sphere,
-)
+from torchzero_bridge.testing.functions import Sphere, batch_objective, make_closure, numpy_sphere
+from torchzero_bridge.testing.global_functions import Rastrigin, rastrigin
 
 SHIFT = 0.5
 
@@ -47,7 +41,7 @@ PROBLEMS = {
         (SHIFT,) * 3,
     ),
     "rosen": Problem("rosen", (-1.2, 1.0, 1.0), Rosenbrock, scipy.optimize.rosen, (1.0,) * 3),
-    "rastrigin": Problem("rastrigin", (2.3, -1.7, 3.1), Rastrigin, numpy_rastrigin, (0.0,) * 3),
+    "rastrigin": Problem("rastrigin", (2.3, -1.7, 3.1), Rastrigin, lambda x: float(rastrigin(x)), (0.0,) * 3),
 }
 
 

@@ -17,30 +17,54 @@ def w():
 
 CONSTRUCTION = [
     # (call, exception, message pattern)
-    (lambda: tzb.RandomWalk(w(), lr=0.0), ValueError, r"lr \(param_groups\[0\]\): expected a positive"),
-    (lambda: tzb.RandomWalk(w(), lr=-1.0), ValueError, r"lr \(param_groups\[0\]\)"),
+    (
+        lambda: tzb.RandomWalk(w(), lr=0.0),
+        ValueError,
+        r"RandomWalk: lr \(param_groups\[0\]\) expected a finite number > 0, got 0.0",
+    ),
+    (lambda: tzb.RandomWalk(w(), lr=-1.0), ValueError, r"RandomWalk: lr \(param_groups\[0\]\) expected"),
     (lambda: tzb.RandomWalk(w(), lr="big"), ValueError, r"lr .*'big'"),
-    (lambda: tzb.RandomWalk(w(), lr=math.nan), ValueError, r"lr .*nan"),
-    (lambda: tzb.RandomWalk(w(), order=0), ValueError, r"order: expected an int >= 1"),
-    (lambda: tzb.RandomWalk(w(), order=1.5), ValueError, r"order: expected an int"),
-    (lambda: tzb.RandomWalk(w(), on_reject="retry"), ValueError, r"on_reject: expected one of"),
-    (lambda: tzb.RandomWalk(w(), adapt=0.9), ValueError, r"adapt: expected a factor > 1"),
-    (lambda: tzb.RandomWalk(w(), target_rate=1.0), ValueError, r"target_rate: expected a number in \(0, 1\)"),
-    (lambda: tzb.SecondOrderRandomWalk(w(), turn=0.0), ValueError, r"turn: expected a positive"),
+    (lambda: tzb.RandomWalk(w(), lr=math.nan), ValueError, r"RandomWalk: lr .* got nan"),
+    (lambda: tzb.RandomWalk(w(), order=0), ValueError, r"RandomWalk: order expected an int >= 1, got 0"),
+    (lambda: tzb.RandomWalk(w(), order=1.5), ValueError, r"RandomWalk: order expected an int >= 1, got 1.5"),
+    (
+        lambda: tzb.RandomWalk(w(), on_reject="retry"),
+        ValueError,
+        r"RandomWalk: on_reject expected one of \(\'opposite\', \'undo\'\)",
+    ),
+    (lambda: tzb.RandomWalk(w(), adapt=0.9), ValueError, r"RandomWalk: adapt expected a factor > 1"),
+    (
+        lambda: tzb.RandomWalk(w(), target_rate=1.0),
+        ValueError,
+        r"RandomWalk: target_rate expected a number in \(0, 1\)",
+    ),
+    (
+        lambda: tzb.SecondOrderRandomWalk(w(), turn=0.0),
+        ValueError,
+        r"SecondOrderRandomWalk: turn expected a finite number > 0",
+    ),
     (
         lambda: tzb.RandomSearch(w(), sampler="sobol"),
         ValueError,
-        r"sampler: expected one of \('auto', 'uniform', 'normal'\)",
+        r"RandomSearch: sampler expected one of \('auto', 'uniform', 'normal'\)",
     ),
     (lambda: tzb.RandomSearch(w(), sampler="uniform"), ValueError, r"sampler='uniform' needs finite bounds.*\[0\]"),
-    (lambda: tzb.RandomSearch(w(), n_samples=0), ValueError, r"n_samples: expected an int >= 1"),
-    (lambda: tzb.RandomSearch(w(), std=-1.0), ValueError, r"std \(param_groups\[0\]\)"),
-    (lambda: tzb.ShrinkingRandomSearch(w(), lr=-0.1), ValueError, r"lr \(param_groups\[0\]\)"),
-    (lambda: tzb.ShrinkingRandomSearch(w(), nsteps=0), ValueError, r"nsteps: expected an int >= 1"),
+    (lambda: tzb.RandomSearch(w(), n_samples=0), ValueError, r"RandomSearch: n_samples expected an int >= 1"),
+    (
+        lambda: tzb.RandomSearch(w(), std=-1.0),
+        ValueError,
+        r"RandomSearch: std \(param_groups\[0\]\) expected a finite number > 0",
+    ),
+    (lambda: tzb.ShrinkingRandomSearch(w(), lr=-0.1), ValueError, r"ShrinkingRandomSearch: lr \(param"),
+    (
+        lambda: tzb.ShrinkingRandomSearch(w(), nsteps=0),
+        ValueError,
+        r"ShrinkingRandomSearch: nsteps expected an int >= 1",
+    ),
     (
         lambda: tzb.ShrinkingRandomSearch(w(), final_scale=2.0),
         ValueError,
-        r"final_scale: expected a number in \(0, 1\]",
+        r"ShrinkingRandomSearch: final_scale expected a number in \(0, 1\]",
     ),
     (
         lambda: tzb.GridSearch(w(), step=0.1),
@@ -55,7 +79,7 @@ CONSTRUCTION = [
     (
         lambda: tzb.GridSearch(w(), bounds=(0, 1), step=-0.1),
         ValueError,
-        r"step \(param_groups\[0\]\): expected a positive",
+        r"GridSearch: step \(param_groups\[0\]\) expected a finite number > 0",
     ),
     (
         lambda: tzb.GridSearch(w(), bounds=(0, None), step=0.1),
@@ -63,42 +87,94 @@ CONSTRUCTION = [
         r"bounds: GridSearch needs finite .*\[0\] has none",
     ),
     (lambda: tzb.GridSearch(w(), bounds=(0, 1), step=1e-3), ValueError, r"max_points=10000000"),
-    (lambda: tzb.GridSearch(w(), bounds=(0, 1), step=0.1, refine=1), ValueError, r"refine: expected an int >= 2"),
-    (lambda: tzb.GridSearch(w(), bounds=(0, 1), step=0.1, batch_size=0), ValueError, r"batch_size"),
-    (lambda: tzb.SequentialSearch(w(), lr=0), ValueError, r"lr \(param_groups\[0\]\)"),
-    (lambda: tzb.SequentialSearch(w(), points=0), ValueError, r"points: expected an int >= 1"),
-    (lambda: tzb.SequentialSearch(w(), shrink=1.0), ValueError, r"shrink: expected a number in \(0, 1\)"),
-    (lambda: tzb.SequentialSearch(w(), grow=0.5), ValueError, r"grow: expected a number >= 1"),
-    (lambda: tzb.SimulatedAnnealing(w(), init_temp=0.0), ValueError, r"init_temp: expected a positive"),
-    (lambda: tzb.SimulatedAnnealing(w(), cooling=1.5), ValueError, r"cooling: expected a factor in \(0, 1\]"),
-    (lambda: tzb.SimulatedAnnealing(w(), cooling=0.0), ValueError, r"cooling: expected a positive"),
-    (lambda: tzb.SimulatedAnnealing(w(), min_temp=-1.0), ValueError, r"min_temp: expected a non-negative"),
-    (lambda: tzb.SimulatedAnnealing(w(), temp_power=-1.0), ValueError, r"temp_power"),
-    (lambda: tzb.ParticleSwarm(w(), n_particles=1), ValueError, r"n_particles: expected an int >= 2"),
-    (lambda: tzb.ParticleSwarm(w(), inertia=-0.1), ValueError, r"inertia: expected a non-negative"),
-    (lambda: tzb.ParticleSwarm(w(), init_std=0.0), ValueError, r"init_std: expected a positive"),
-    (lambda: tzb.ParticleSwarm(w(), max_velocity=0.0), ValueError, r"max_velocity"),
+    (
+        lambda: tzb.GridSearch(w(), bounds=(0, 1), step=0.1, refine=1),
+        ValueError,
+        r"GridSearch: refine expected an int >= 2",
+    ),
+    (
+        lambda: tzb.GridSearch(w(), bounds=(0, 1), step=0.1, batch_size=0),
+        ValueError,
+        r"GridSearch: batch_size expected an int >= 1",
+    ),
+    (lambda: tzb.SequentialSearch(w(), lr=0), ValueError, r"SequentialSearch: lr \(param_groups\[0\]\)"),
+    (lambda: tzb.SequentialSearch(w(), points=0), ValueError, r"SequentialSearch: points expected an int >= 1"),
+    (
+        lambda: tzb.SequentialSearch(w(), shrink=1.0),
+        ValueError,
+        r"SequentialSearch: shrink expected a number in \(0, 1\)",
+    ),
+    (lambda: tzb.SequentialSearch(w(), grow=0.5), ValueError, r"SequentialSearch: grow expected a number >= 1"),
+    (
+        lambda: tzb.SimulatedAnnealing(w(), init_temp=0.0),
+        ValueError,
+        r"SimulatedAnnealing: init_temp expected a finite number > 0",
+    ),
+    (
+        lambda: tzb.SimulatedAnnealing(w(), cooling=1.5),
+        ValueError,
+        r"SimulatedAnnealing: cooling expected a factor in \(0, 1\]",
+    ),
+    (
+        lambda: tzb.SimulatedAnnealing(w(), cooling=0.0),
+        ValueError,
+        r"SimulatedAnnealing: cooling expected a finite number > 0",
+    ),
+    (
+        lambda: tzb.SimulatedAnnealing(w(), min_temp=-1.0),
+        ValueError,
+        r"SimulatedAnnealing: min_temp expected a finite number >= 0",
+    ),
+    (
+        lambda: tzb.SimulatedAnnealing(w(), temp_power=-1.0),
+        ValueError,
+        r"SimulatedAnnealing: temp_power expected a finite number >= 0",
+    ),
+    (lambda: tzb.ParticleSwarm(w(), n_particles=1), ValueError, r"ParticleSwarm: n_particles expected an int >= 2"),
+    (lambda: tzb.ParticleSwarm(w(), inertia=-0.1), ValueError, r"ParticleSwarm: inertia expected a finite number >= 0"),
+    (lambda: tzb.ParticleSwarm(w(), init_std=0.0), ValueError, r"ParticleSwarm: init_std expected a finite number > 0"),
+    (
+        lambda: tzb.ParticleSwarm(w(), max_velocity=0.0),
+        ValueError,
+        r"ParticleSwarm: max_velocity expected a finite number > 0",
+    ),
     (
         lambda: tzb.EvolutionStrategy(w(), n_parents=5, n_offspring=4),
         ValueError,
-        r"n_offspring: \(mu, lambda\) selection",
+        r"EvolutionStrategy: n_offspring expected at least n_parents=5",
     ),
-    (lambda: tzb.EvolutionStrategy(w(), recombination="one-point"), ValueError, r"recombination: expected one of"),
-    (lambda: tzb.EvolutionStrategy(w(), plus="yes"), TypeError, r"plus: expected True or False"),
-    (lambda: tzb.EvolutionStrategy(w(), tau=0.0), ValueError, r"tau: expected a positive"),
-    (lambda: tzb.EvolutionStrategy(w(), lr=0.0), ValueError, r"lr \(param_groups\[0\]\)"),
-    (lambda: tzb.SwarmOfOptimizers(w(), None), TypeError, r"optimizers_factory: expected a callable"),
+    (
+        lambda: tzb.EvolutionStrategy(w(), recombination="one-point"),
+        ValueError,
+        r"EvolutionStrategy: recombination expected one of",
+    ),
+    (lambda: tzb.EvolutionStrategy(w(), plus="yes"), TypeError, r"EvolutionStrategy: plus expected True or False"),
+    (lambda: tzb.EvolutionStrategy(w(), tau=0.0), ValueError, r"EvolutionStrategy: tau expected a finite number > 0"),
+    (lambda: tzb.EvolutionStrategy(w(), lr=0.0), ValueError, r"EvolutionStrategy: lr \(param_groups\[0\]\)"),
+    (lambda: tzb.SwarmOfOptimizers(w(), None), TypeError, r"SwarmOfOptimizers: optimizers_factory expected a callable"),
     (
         lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), n=1),
         ValueError,
-        r"n: expected an int >= 2",
+        r"SwarmOfOptimizers: n expected an int >= 2",
     ),
-    (lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), gravity=1.5), ValueError, r"gravity"),
-    (lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), patience=0), ValueError, r"patience"),
+    (
+        lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), gravity=1.5),
+        ValueError,
+        r"SwarmOfOptimizers: gravity expected a fraction in \[0, 1\]",
+    ),
+    (
+        lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), patience=0),
+        ValueError,
+        r"SwarmOfOptimizers: patience expected an int >= 1",
+    ),
     (lambda: tzb.RandomWalk(w(), seed="abc"), TypeError, r"seed: expected an int or None"),
-    (lambda: tzb.RandomWalk(w(), seed=1, generator=torch.Generator()), ValueError, r"seed, generator: give one"),
-    (lambda: tzb.RandomWalk(w(), generator=1), TypeError, r"generator: expected a torch.Generator"),
-    (lambda: tzb.RandomWalk(torch.zeros(3)), TypeError, r"params: expected an iterable"),
+    (
+        lambda: tzb.RandomWalk(w(), seed=1, generator=torch.Generator()),
+        ValueError,
+        r"RandomWalk: seed, generator: give one",
+    ),
+    (lambda: tzb.RandomWalk(w(), generator=1), TypeError, r"RandomWalk: generator expected a torch.Generator"),
+    (lambda: tzb.RandomWalk(torch.zeros(3)), TypeError, r"RandomWalk: params expected an iterable"),
     (lambda: tzb.RandomWalk([]), ValueError, r"empty"),
     (lambda: tzb.RandomWalk(w(), bounds=(1.0, 0.0)), ValueError, r"lower bound 1.0 is above upper bound 0.0"),
     (
@@ -124,7 +200,7 @@ def test_construction_errors_name_the_parameter(call, exc, pattern):
 
 def test_bad_option_in_an_added_group_names_the_group():
     opt = tzb.RandomWalk(w(), lr=0.1)
-    with pytest.raises(ValueError, match=r"lr \(param_groups\[1\]\): expected a positive"):
+    with pytest.raises(ValueError, match=r"RandomWalk: lr \(param_groups\[1\]\) expected a finite number > 0"):
         opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": -1.0})
 
 
@@ -143,7 +219,7 @@ def test_closure_returning_a_vector():
 def test_sampler_returning_the_wrong_shape():
     params = w()
     opt = tzb.RandomSearch(params, sampler=lambda p, g: torch.zeros(2), seed=0)
-    with pytest.raises(ValueError, match=r"sampler: expected a tensor shaped like .*\(3,\)"):
+    with pytest.raises(ValueError, match=r"RandomSearch: sampler expected a tensor shaped like .*\(3,\)"):
         opt.step(lambda: float(params[0].detach().sum()))
     assert params[0].tolist() == [0.0, 0.0, 0.0]  # left at the best point (the start)
 

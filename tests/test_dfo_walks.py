@@ -196,7 +196,9 @@ class TestSwarmOfOptimizers:
 
     def test_factory_must_build_an_optimizer_over_the_given_parameters(self) -> None:
         w = torch.zeros(2, requires_grad=True)
-        with pytest.raises(TypeError, match=r"optimizers_factory: expected it to return a torch\.optim\.Optimizer"):
+        with pytest.raises(
+            TypeError, match=r"SwarmOfOptimizers: optimizers_factory expected it to return a torch\.optim\.Optimizer"
+        ):
             tzb.SwarmOfOptimizers([w], lambda q: None)
         other = torch.zeros(2, requires_grad=True)
         with pytest.raises(TypeError, match="not one of the swarm's parameters"):

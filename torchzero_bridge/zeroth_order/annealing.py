@@ -83,17 +83,17 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.init_temp = check_positive(init_temp, "init_temp")
-        self.cooling = check_positive(cooling, "cooling")
+        self.init_temp = check_positive(init_temp, "init_temp", type(self).__name__)
+        self.cooling = check_positive(cooling, "cooling", type(self).__name__)
         if self.cooling > 1:
-            raise ValueError(f"cooling: expected a factor in (0, 1], got {cooling!r}")
-        self.min_temp = check_positive(min_temp, "min_temp", allow_zero=True)
-        self.temp_power = check_positive(temp_power, "temp_power", allow_zero=True)
-        self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.3)
+            raise ValueError(f"{type(self).__name__}: cooling expected a factor in (0, 1], got {cooling!r}")
+        self.min_temp = check_positive(min_temp, "min_temp", type(self).__name__, allow_zero=True)
+        self.temp_power = check_positive(temp_power, "temp_power", type(self).__name__, allow_zero=True)
+        self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.3, type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        check_positive(group["lr"], f"lr ({where})")
+        check_positive(group["lr"], f"lr ({where})", type(self).__name__)
 
     @property
     def temperature(self) -> float:

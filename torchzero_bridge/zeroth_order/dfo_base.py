@@ -44,7 +44,7 @@ import torch
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import SeededRNG, evaluator, require_closure
+from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
 
 __all__ = ["INTEGER_OPTIMIZERS", "STATE_KEY", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
 
@@ -297,11 +297,16 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         generator: torch.Generator | None = None,
     ) -> None:
         if isinstance(params, torch.Tensor):
-            raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
+            raise TypeError(
+                f"{type(self).__name__}: params expected an iterable of tensors or of param-group dicts, "
+                "got a single Tensor"
+            )
         if seed is not None and generator is not None:
-            raise ValueError("seed, generator: give one of them, not both")
+            raise ValueError(f"{type(self).__name__}: seed, generator: give one of them, not both")
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+            raise TypeError(
+                f"{type(self).__name__}: generator expected a torch.Generator, got {type(generator).__name__}"
+            )
         param_list: list[Any] = list(params)
         super().__init__(param_list, {"bounds": None, **defaults})
         space = self._space()  # validates dtypes and bounds with messages naming tensors
@@ -353,7 +358,7 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         space = self._space()
         st = self._dfo_state()
         if self._closure is not closure:
-            self._closure, self._value_fn = closure, evaluator(closure)
+            self._closure, self._value_fn = closure, CountedClosure(closure, type(self).__name__)
         self._value = self._value_fn
         self._batch = closure if isinstance(closure, BatchObjective) else None
         self._at_best = True

@@ -90,12 +90,14 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.n_particles = check_positive_int(n_particles, "n_particles", minimum=2)
-        self.inertia = check_positive(inertia, "inertia", allow_zero=True)
-        self.cognitive = check_positive(cognitive, "cognitive", allow_zero=True)
-        self.social = check_positive(social, "social", allow_zero=True)
-        self.init_std = 1.0 if init_std is None else check_positive(init_std, "init_std")
-        self.max_velocity = None if max_velocity is None else check_positive(max_velocity, "max_velocity")
+        self.n_particles = check_positive_int(n_particles, "n_particles", type(self).__name__, minimum=2)
+        self.inertia = check_positive(inertia, "inertia", type(self).__name__, allow_zero=True)
+        self.cognitive = check_positive(cognitive, "cognitive", type(self).__name__, allow_zero=True)
+        self.social = check_positive(social, "social", type(self).__name__, allow_zero=True)
+        self.init_std = 1.0 if init_std is None else check_positive(init_std, "init_std", type(self).__name__)
+        self.max_velocity = (
+            None if max_velocity is None else check_positive(max_velocity, "max_velocity", type(self).__name__)
+        )
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
         if init_std is not None and bool(self._space().bounded.all()):
             warn_ignored("init_std", "every entry has finite bounds, so the swarm starts uniformly inside them")
@@ -195,24 +197,26 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.n_parents = check_positive_int(n_parents, "n_parents")
-        self.n_offspring = check_positive_int(n_offspring, "n_offspring")
+        self.n_parents = check_positive_int(n_parents, "n_parents", type(self).__name__)
+        self.n_offspring = check_positive_int(n_offspring, "n_offspring", type(self).__name__)
         if not isinstance(plus, bool):
-            raise TypeError(f"plus: expected True or False, got {plus!r}")
+            raise TypeError(f"{type(self).__name__}: plus expected True or False, got {plus!r}")
         if not plus and self.n_offspring < self.n_parents:
             raise ValueError(
-                f"n_offspring: (mu, lambda) selection needs n_offspring >= n_parents={self.n_parents}, "
-                f"got {n_offspring}; use plus=True or more offspring"
+                f"{type(self).__name__}: n_offspring expected at least n_parents={self.n_parents} for (mu, lambda) "
+                f"selection, got {n_offspring}; use plus=True or more offspring"
             )
         if recombination not in RECOMBINATIONS:
-            raise ValueError(f"recombination: expected one of {RECOMBINATIONS}, got {recombination!r}")
+            raise ValueError(
+                f"{type(self).__name__}: recombination expected one of {RECOMBINATIONS}, got {recombination!r}"
+            )
         self.plus = plus
         self.recombination = recombination
-        self.tau = None if tau is None else check_positive(tau, "tau")
+        self.tau = None if tau is None else check_positive(tau, "tau", type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        check_positive(group["lr"], f"lr ({where})")
+        check_positive(group["lr"], f"lr ({where})", type(self).__name__)
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         _check_rows(st, "parents", self.n_parents, space.n)

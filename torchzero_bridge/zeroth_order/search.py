@@ -52,8 +52,8 @@ def uniform_in_bounds(space: FlatSpace, count: int, generator: torch.Generator) 
     return torch.where(space.integer, torch.minimum(torch.floor(X), space.hi), X)
 
 
-def _check_samples(n_samples: Any) -> int:
-    return check_positive_int(n_samples, "n_samples")
+def _check_samples(n_samples: Any, owner: str) -> int:
+    return check_positive_int(n_samples, "n_samples", owner)
 
 
 class RandomSearch(DerivativeFreeOptimizer):
@@ -103,9 +103,12 @@ class RandomSearch(DerivativeFreeOptimizer):
         generator: torch.Generator | None = None,
     ) -> None:
         if not callable(sampler) and sampler not in SAMPLERS:
-            raise ValueError(f"sampler: expected one of {SAMPLERS} or a callable(param, generator), got {sampler!r}")
+            raise ValueError(
+                f"{type(self).__name__}: sampler expected one of {SAMPLERS} or a callable(param, generator), "
+                f"got {sampler!r}"
+            )
         self.sampler = sampler
-        self.n_samples = _check_samples(n_samples)
+        self.n_samples = _check_samples(n_samples, type(self).__name__)
         super().__init__(params, {"std": 1.0 if std is None else std, "bounds": bounds}, seed=seed, generator=generator)
         space = self._space()
         if sampler == "uniform" and not bool(space.bounded.all()):
@@ -118,7 +121,7 @@ class RandomSearch(DerivativeFreeOptimizer):
             warn_ignored("std", "only the normal sampler uses it (every entry is sampled another way)")
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        check_positive(group["std"], f"std ({where})")
+        check_positive(group["std"], f"std ({where})", type(self).__name__)
 
     def _sample(self, space: FlatSpace) -> torch.Tensor:
         gen = self._generator(space)
@@ -140,7 +143,9 @@ class RandomSearch(DerivativeFreeOptimizer):
             out = self.sampler(p.detach(), gen)  # type: ignore[operator]
             if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(p.shape):
                 got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ValueError(f"sampler: expected a tensor shaped like {space.flat.name(i)}, got {got}")
+                raise ValueError(
+                    f"{type(self).__name__}: sampler expected a tensor shaped like {space.flat.name(i)}, got {got}"
+                )
             if out.is_complex():
                 out = torch.view_as_real(out)
             pieces.append(out.detach().reshape(-1).to(device=space.device, dtype=space.dtype))
@@ -196,15 +201,15 @@ class ShrinkingRandomSearch(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.nsteps = check_positive_int(nsteps, "nsteps")
-        self.final_scale = check_positive(final_scale, "final_scale")
+        self.nsteps = check_positive_int(nsteps, "nsteps", type(self).__name__)
+        self.final_scale = check_positive(final_scale, "final_scale", type(self).__name__)
         if self.final_scale > 1:
-            raise ValueError(f"final_scale: expected a number in (0, 1], got {final_scale!r}")
-        self.n_samples = _check_samples(n_samples)
+            raise ValueError(f"{type(self).__name__}: final_scale expected a number in (0, 1], got {final_scale!r}")
+        self.n_samples = _check_samples(n_samples, type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        check_positive(group["lr"], f"lr ({where})")
+        check_positive(group["lr"], f"lr ({where})", type(self).__name__)
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         scale = self.final_scale ** min(st["steps"] / self.nsteps, 1.0)
@@ -258,11 +263,11 @@ class GridSearch(DerivativeFreeOptimizer):
         refine: int | None = 2,
         max_points: int = 10**7,
     ) -> None:
-        self.batch_size = check_positive_int(batch_size, "batch_size")
+        self.batch_size = check_positive_int(batch_size, "batch_size", type(self).__name__)
         if refine is not None:
-            check_positive_int(refine, "refine", minimum=2)
+            check_positive_int(refine, "refine", type(self).__name__, minimum=2)
         self.refine = refine
-        self.max_points = check_positive_int(max_points, "max_points")
+        self.max_points = check_positive_int(max_points, "max_points", type(self).__name__)
         super().__init__(params, {"bounds": bounds, "step": step}, seed=0)
         space = self._space()
         if not bool(space.bounded.all()):
@@ -289,7 +294,7 @@ class GridSearch(DerivativeFreeOptimizer):
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         if group.get("step") is None:
             raise ValueError(f"step ({where}): GridSearch needs a grid spacing, e.g. step=0.1")
-        check_positive(group["step"], f"step ({where})")
+        check_positive(group["step"], f"step ({where})", type(self).__name__)
         if group.get("bounds") is None:
             raise ValueError(f"bounds ({where}): GridSearch needs finite bounds=(lo, hi) for every group")
 
@@ -416,17 +421,17 @@ class SequentialSearch(DerivativeFreeOptimizer):
         shrink: float = 0.5,
         grow: float = 2.0,
     ) -> None:
-        self.points = check_positive_int(points, "points")
-        self.shrink = check_positive(shrink, "shrink")
+        self.points = check_positive_int(points, "points", type(self).__name__)
+        self.shrink = check_positive(shrink, "shrink", type(self).__name__)
         if not self.shrink < 1:
-            raise ValueError(f"shrink: expected a number in (0, 1), got {shrink!r}")
-        self.grow = check_positive(grow, "grow")
+            raise ValueError(f"{type(self).__name__}: shrink expected a number in (0, 1), got {shrink!r}")
+        self.grow = check_positive(grow, "grow", type(self).__name__)
         if self.grow < 1:
-            raise ValueError(f"grow: expected a number >= 1, got {grow!r}")
+            raise ValueError(f"{type(self).__name__}: grow expected a number >= 1, got {grow!r}")
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=0)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        check_positive(group["lr"], f"lr ({where})")
+        check_positive(group["lr"], f"lr ({where})", type(self).__name__)
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
         st.setdefault("coordinate", 0)

@@ -94,16 +94,16 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
     ) -> None:
         if not callable(optimizers_factory):
             raise TypeError(
-                f"optimizers_factory: expected a callable(params) -> torch.optim.Optimizer, "
+                f"{type(self).__name__}: optimizers_factory expected a callable(params) -> torch.optim.Optimizer, "
                 f"got {type(optimizers_factory).__name__}"
             )
         self.optimizers_factory = optimizers_factory
-        self.n = check_positive_int(n, "n", minimum=2)
-        self.patience = check_positive_int(patience, "patience")
-        self.gravity = check_positive(gravity, "gravity", allow_zero=True)
+        self.n = check_positive_int(n, "n", type(self).__name__, minimum=2)
+        self.patience = check_positive_int(patience, "patience", type(self).__name__)
+        self.gravity = check_positive(gravity, "gravity", type(self).__name__, allow_zero=True)
         if self.gravity > 1:
-            raise ValueError(f"gravity: expected a fraction in [0, 1], got {gravity!r}")
-        self.init_std = check_positive(init_std, "init_std")
+            raise ValueError(f"{type(self).__name__}: gravity expected a fraction in [0, 1], got {gravity!r}")
+        self.init_std = check_positive(init_std, "init_std", type(self).__name__)
         self._user_closure: Callable[..., Any] | None = None
         self._member_best = math.inf
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
@@ -120,15 +120,16 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
             opt = self.optimizers_factory(list(params))
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(
-                f"optimizers_factory: expected it to return a torch.optim.Optimizer, got {type(opt).__name__}"
+                f"{type(self).__name__}: optimizers_factory expected it to return a torch.optim.Optimizer, "
+                f"got {type(opt).__name__}"
             )
         ours = {id(p) for p in params}
         for g in opt.param_groups:
             for p in g["params"]:
                 if id(p) not in ours:
                     raise TypeError(
-                        "optimizers_factory: the optimizer it returned holds a tensor that is not one of "
-                        "the swarm's parameters; build it over the parameters it is given"
+                        f"{type(self).__name__}: optimizers_factory returned an optimizer holding a tensor that is not "
+                        "one of the swarm's parameters; build it over the parameters it is given"
                     )
         return opt
 

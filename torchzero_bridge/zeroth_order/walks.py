@@ -36,7 +36,9 @@ __all__ = ["ON_REJECT", "RandomWalk", "SecondOrderRandomWalk", "check_adapt"]
 ON_REJECT = ("opposite", "undo")
 
 
-def check_adapt(adapt: float | None, target_rate: float | None, default_rate: float) -> tuple[float | None, float]:
+def check_adapt(
+    adapt: float | None, target_rate: float | None, default_rate: float, owner: str
+) -> tuple[float | None, float]:
     """Validate the success-based step-size options shared by walks and annealing.
 
     Args:
@@ -48,23 +50,24 @@ def check_adapt(adapt: float | None, target_rate: float | None, default_rate: fl
             (``None``: ``default_rate``). Given without ``adapt`` it has no effect and an
             :class:`~torchzero_bridge.errors.IgnoredOptionWarning` is issued.
         default_rate: the method's default target rate.
+        owner: the optimizer's name, used in error messages.
 
     Raises:
         ValueError: ``adapt`` not ``> 1`` or ``target_rate`` outside ``(0, 1)``.
 
     Example:
-        >>> check_adapt(1.5, None, 0.2)
+        >>> check_adapt(1.5, None, 0.2, "RandomWalk")
         (1.5, 0.2)
     """
     if adapt is not None:
-        check_positive(adapt, "adapt")
+        check_positive(adapt, "adapt", owner)
         if not adapt > 1:
-            raise ValueError(f"adapt: expected a factor > 1 or None, got {adapt!r}")
+            raise ValueError(f"{owner}: adapt expected a factor > 1 or None, got {adapt!r}")
     if target_rate is None:
         return (None if adapt is None else float(adapt)), default_rate
-    rate = check_positive(target_rate, "target_rate")
+    rate = check_positive(target_rate, "target_rate", owner)
     if not rate < 1:
-        raise ValueError(f"target_rate: expected a number in (0, 1), got {target_rate!r}")
+        raise ValueError(f"{owner}: target_rate expected a number in (0, 1), got {target_rate!r}")
     if adapt is None:
         warn_ignored("target_rate", "it only matters with adapt (success-based step-size control)")
     return (None if adapt is None else float(adapt)), rate
@@ -96,13 +99,13 @@ class _Walk(DerivativeFreeOptimizer):
         generator: torch.Generator | None,
     ) -> None:
         if on_reject not in ON_REJECT:
-            raise ValueError(f"on_reject: expected one of {ON_REJECT}, got {on_reject!r}")
+            raise ValueError(f"{type(self).__name__}: on_reject expected one of {ON_REJECT}, got {on_reject!r}")
         self.on_reject = on_reject
-        self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.2)
+        self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.2, type(self).__name__)
         super().__init__(params, defaults, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        check_positive(group["lr"], f"lr ({where})")
+        check_positive(group["lr"], f"lr ({where})", type(self).__name__)
 
     def _try(self, space: FlatSpace, st: dict[str, Any], move: torch.Tensor) -> int:
         """Try ``best + move``, then (optionally) ``best - move``; 1, -1, or 0 when neither is kept."""
@@ -166,7 +169,7 @@ class RandomWalk(_Walk):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.order = check_positive_int(order, "order")
+        self.order = check_positive_int(order, "order", type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator)
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
@@ -242,7 +245,7 @@ class SecondOrderRandomWalk(_Walk):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.turn = check_positive(turn, "turn")
+        self.turn = check_positive(turn, "turn", type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator)
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:

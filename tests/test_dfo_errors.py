@@ -151,7 +151,16 @@ CONSTRUCTION = [
     (lambda: tzb.EvolutionStrategy(w(), plus="yes"), TypeError, r"EvolutionStrategy: plus expected True or False"),
     (lambda: tzb.EvolutionStrategy(w(), tau=0.0), ValueError, r"EvolutionStrategy: tau expected a finite number > 0"),
     (lambda: tzb.EvolutionStrategy(w(), lr=0.0), ValueError, r"EvolutionStrategy: lr \(param_groups\[0\]\)"),
-    (lambda: tzb.SwarmOfOptimizers(w(), None), TypeError, r"SwarmOfOptimizers: optimizers_factory expected a callable"),
+    (
+        lambda: tzb.SwarmOfOptimizers(w(), None),
+        TypeError,
+        r"SwarmOfOptimizers: optimizers_factory expected an optimizer",
+    ),
+    (
+        lambda: tzb.SwarmOfOptimizers(w(), "adam"),
+        TypeError,
+        r"SwarmOfOptimizers: optimizers_factory expected an optimizer",
+    ),
     (
         lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), n=1),
         ValueError,

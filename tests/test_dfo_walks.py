@@ -197,9 +197,21 @@ class TestSwarmOfOptimizers:
     def test_factory_must_build_an_optimizer_over_the_given_parameters(self) -> None:
         w = torch.zeros(2, requires_grad=True)
         with pytest.raises(
-            TypeError, match=r"SwarmOfOptimizers: optimizers_factory expected it to return a torch\.optim\.Optimizer"
+            TypeError, match=r"SwarmOfOptimizers: optimizers_factory must build a torch\.optim\.Optimizer"
         ):
             tzb.SwarmOfOptimizers([w], lambda q: None)
         other = torch.zeros(2, requires_grad=True)
-        with pytest.raises(TypeError, match="not one of the swarm's parameters"):
+        with pytest.raises(ValueError, match="optimizers_factory built SGD over other tensors"):
             tzb.SwarmOfOptimizers([w], lambda q: torch.optim.SGD([other], lr=0.1))
+        with pytest.raises(TypeError, match="optimizers_factory is an already-constructed SGD"):
+            tzb.SwarmOfOptimizers([w], torch.optim.SGD([w], lr=0.1))
+
+    def test_class_and_kwargs_pair_and_forwarded_group_options(self) -> None:
+        a, b = torch.zeros(2, requires_grad=True), torch.zeros(1, requires_grad=True)
+        swarm = tzb.SwarmOfOptimizers(
+            [{"params": [a], "lr": 0.5, "bounds": (-1, 1)}, {"params": [b]}], (tzb.RandomWalk, {"lr": 0.1}), n=2
+        )
+        member = swarm.members[0]
+        assert isinstance(member, tzb.RandomWalk)
+        assert [g["lr"] for g in member.param_groups] == [0.5, 0.1]  # group options reach the members
+        assert all(g["bounds"] is None for g in member.param_groups)  # the swarm keeps the bounds itself

@@ -29,17 +29,16 @@ import torch
 from torchzero_bridge.core.closure import accepts_backward, loss_to_float
 from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
 from torchzero_bridge.zeroth_order.dfo_base import STATE_KEY, DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
-__all__ = ["OptimizerFactory", "SwarmOfOptimizers"]
-
-OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+__all__ = ["SwarmOfOptimizers"]
 
 
 class SwarmOfOptimizers(DerivativeFreeOptimizer):
     """A population of parameter copies, each moved by its own torch optimizer.
 
     Member ``i`` owns a copy of the parameters and an optimizer made by
-    ``optimizers_factory(params)`` over the model's own parameter tensors (gradient-based,
+    ``optimizers_factory(param_groups)`` over the model's own parameter tensors (gradient-based,
     e.g. ``torch.optim.Adam``, or gradient-free, e.g. another optimizer of this package).
     Each swarm step loads every member's copy into the parameters, runs one ``step`` of its
     optimizer with the closure, and stores where it left them; the member's fitness is the
@@ -54,7 +53,9 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
 
     Args:
         params: iterable of tensors or of param-group dicts.
-        optimizers_factory: ``factory(list_of_parameter_tensors) -> torch.optim.Optimizer``.
+        optimizers_factory: builds one member's optimizer from the swarm's param groups (without
+            ``bounds``): ``lambda p: torch.optim.Adam(p, lr=1e-2)`` or a ``(class, kwargs)`` pair
+            such as ``(tzb.RandomWalk, {"lr": 0.1})``.
         n: number of members.
         patience: steps in the worse half before a member is replaced.
         gravity: fraction in ``[0, 1]`` of the way each member moves toward the best member per step.
@@ -64,8 +65,9 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         generator: a ``torch.Generator`` to use instead of ``seed``.
 
     Raises:
-        TypeError: ``optimizers_factory`` is not callable or does not return an optimizer
-            over the given parameters; integer or boolean tensors.
+        TypeError: ``optimizers_factory`` is not a factory or does not build an optimizer;
+            integer or boolean tensors.
+        ValueError: the factory built an optimizer over other tensors than it was given.
         ValueError: ``n < 2``, non-positive ``patience`` or ``init_std``, ``gravity`` outside ``[0, 1]``.
 
     Example:
@@ -82,7 +84,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
     def __init__(
         self,
         params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
-        optimizers_factory: OptimizerFactory,
+        optimizers_factory: OptimizerSpec,
         n: int = 4,
         *,
         patience: int = 10,
@@ -92,10 +94,11 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        if not callable(optimizers_factory):
+        check_spec(optimizers_factory, owner=type(self).__name__, what="optimizers_factory")
+        if optimizers_factory is None:
             raise TypeError(
-                f"{type(self).__name__}: optimizers_factory expected a callable(params) -> torch.optim.Optimizer, "
-                f"got {type(optimizers_factory).__name__}"
+                f"{type(self).__name__}: optimizers_factory expected an optimizer factory, "
+                "e.g. `lambda p: torch.optim.Adam(p, lr=1e-2)`; got None"
             )
         self.optimizers_factory = optimizers_factory
         self.n = check_positive_int(n, "n", type(self).__name__, minimum=2)
@@ -111,27 +114,18 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
 
     # ------------------------------------------------------------------ members
     def _make_member(self) -> torch.optim.Optimizer:
-        """A new member optimizer; torch's CPU generator is seeded from the swarm's own while the
-        factory runs (and restored after), so members built without a seed are reproducible."""
-        params = [p for g in self.param_groups for p in g["params"]]
+        """A new member optimizer over the swarm's tensors (groups forwarded without ``bounds``).
+
+        torch's CPU generator is seeded from the swarm's own while the factory runs (and restored
+        after), so members built without a seed are reproducible.
+        """
+        groups = forward_groups(self.param_groups, ["bounds"])
         seed = int(torch.randint(0, 2**62, (1,), generator=self.rng.get("cpu")))
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed)
-            opt = self.optimizers_factory(list(params))
-        if not isinstance(opt, torch.optim.Optimizer):
-            raise TypeError(
-                f"{type(self).__name__}: optimizers_factory expected it to return a torch.optim.Optimizer, "
-                f"got {type(opt).__name__}"
+            return build_optimizer(
+                self.optimizers_factory, groups, owner=type(self).__name__, what="optimizers_factory"
             )
-        ours = {id(p) for p in params}
-        for g in opt.param_groups:
-            for p in g["params"]:
-                if id(p) not in ours:
-                    raise TypeError(
-                        f"{type(self).__name__}: optimizers_factory returned an optimizer holding a tensor that is not "
-                        "one of the swarm's parameters; build it over the parameters it is given"
-                    )
-        return opt
 
     def state_dict(self) -> dict[str, Any]:
         """The swarm's state, with every member optimizer's own ``state_dict``."""

@@ -15,7 +15,7 @@ Native settings are the ones of ``tests/test_dfo_quality.py`` (the grid is coars
 a 4-dimensional grid in the budget); nevergrad runs with its defaults (it scales its own
 steps). Run::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_derivative_free.py            # about 4 minutes
+    OMP_NUM_THREADS=1 python benchmarks/bench_derivative_free.py            # about 2 minutes
     OMP_NUM_THREADS=1 python benchmarks/bench_derivative_free.py --quick    # a smoke run
 """
 

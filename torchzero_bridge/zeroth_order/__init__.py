@@ -10,6 +10,8 @@ Example:
     2
 """
 
+from torchzero_bridge.zeroth_order.annealing import SimulatedAnnealing
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.directions import DISTRIBUTIONS
 from torchzero_bridge.zeroth_order.estimators import (
     FDM,
@@ -23,7 +25,11 @@ from torchzero_bridge.zeroth_order.estimators import (
     RandomizedFDM,
 )
 from torchzero_bridge.zeroth_order.grad_chain import GradChain
+from torchzero_bridge.zeroth_order.population import EvolutionStrategy, ParticleSwarm
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
+from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
+from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
+from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -31,11 +37,22 @@ __all__ = [
     "FORMULAS",
     "RDSA",
     "SPSA",
+    "DerivativeFreeOptimizer",
+    "EvolutionStrategy",
     "ForwardGradient",
     "GaussianSmoothing",
     "GradChain",
     "GradientEstimator",
+    "GridSearch",
     "MeZO",
+    "ParticleSwarm",
     "RandomGrad",
+    "RandomSearch",
+    "RandomWalk",
     "RandomizedFDM",
+    "SecondOrderRandomWalk",
+    "SequentialSearch",
+    "ShrinkingRandomSearch",
+    "SimulatedAnnealing",
+    "SwarmOfOptimizers",
 ]

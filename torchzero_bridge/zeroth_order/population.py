@@ -1,0 +1,252 @@
+"""Population methods: particle swarm and a self-adaptive evolution strategy.
+
+Each step evaluates a whole population, in one vectorized call when the closure is a
+:class:`~torchzero_bridge.BatchObjective` (one closure run per member otherwise); the
+parameters then hold the best point seen.
+
+Example:
+    >>> import torch
+    >>> from torchzero_bridge.zeroth_order import ParticleSwarm
+    >>> w = torch.zeros(2, requires_grad=True)
+    >>> opt = ParticleSwarm([w], n_particles=16, bounds=(-5.0, 5.0), seed=0)
+    >>> for _ in range(60):
+    ...     loss = opt.step(lambda: ((w - 1.0) ** 2).sum())
+    >>> float(loss) < 1e-4
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+import torch
+
+from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
+from torchzero_bridge.zeroth_order.search import uniform_in_bounds
+
+__all__ = ["RECOMBINATIONS", "EvolutionStrategy", "ParticleSwarm"]
+
+RECOMBINATIONS = ("intermediate", "none")
+
+
+def _check_rows(st: dict[str, Any], key: str, rows: int, n: int) -> None:
+    t = st.get(key)
+    if t is not None and tuple(t.shape) != (rows, n):
+        raise ValueError(f"state_dict: saved {key!r} has shape {tuple(t.shape)}, expected {(rows, n)}")
+
+
+class ParticleSwarm(DerivativeFreeOptimizer):
+    """Global-best particle swarm optimization.
+
+    Particles start uniformly inside finite bounds, elsewhere at ``start + init_std * N(0, 1)``;
+    particle 0 starts at the current parameters. Each step after the first updates every
+    particle with ``v <- inertia v + cognitive r1 (personal_best - x) + social r2 (global_best - x)``
+    (``r1, r2 ~ U(0, 1)`` per entry), clips ``v`` to ``+-max_velocity``, moves ``x <- x + v``,
+    clips ``x`` to the bounds (zeroing the clipped velocity entries) and evaluates the swarm.
+    The first step only evaluates the initial swarm.
+
+    Args:
+        params: iterable of tensors or of param-group dicts.
+        n_particles: swarm size.
+        inertia: velocity damping ``w``.
+        cognitive: pull ``c1`` toward each particle's own best.
+        social: pull ``c2`` toward the swarm's best.
+        init_std: spread of the initial swarm along unbounded entries (default 1).
+        max_velocity: per-entry speed limit (``None``: a fifth of the bounded width, none
+            on unbounded entries).
+        bounds: per-group ``(lo, hi)``.
+        seed: seed of the optimizer's random generator.
+        generator: a ``torch.Generator`` to use instead of ``seed``.
+
+    Raises:
+        ValueError: ``n_particles < 2``, negative coefficients, non-positive ``init_std``.
+        TypeError: integer or boolean tensors.
+
+    Example:
+        >>> import torch
+        >>> from torchzero_bridge.zeroth_order import ParticleSwarm
+        >>> a, b = torch.zeros(2, requires_grad=True), torch.zeros(1, requires_grad=True)
+        >>> opt = ParticleSwarm([a, b], n_particles=10, init_std=2.0, seed=1)
+        >>> for _ in range(80):
+        ...     loss = opt.step(lambda: ((a - 1) ** 2).sum() + (b[0] + 2) ** 2)
+        >>> float(loss) < 1e-4, opt.nfev
+        (True, 800)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        n_particles: int = 20,
+        inertia: float = 0.7298,
+        cognitive: float = 1.49618,
+        social: float = 1.49618,
+        *,
+        init_std: float | None = None,
+        max_velocity: float | None = None,
+        bounds: Any = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.n_particles = check_positive_int(n_particles, "n_particles", type(self).__name__, minimum=2)
+        self.inertia = check_positive(inertia, "inertia", type(self).__name__, allow_zero=True)
+        self.cognitive = check_positive(cognitive, "cognitive", type(self).__name__, allow_zero=True)
+        self.social = check_positive(social, "social", type(self).__name__, allow_zero=True)
+        self.init_std = 1.0 if init_std is None else check_positive(init_std, "init_std", type(self).__name__)
+        self.max_velocity = (
+            None if max_velocity is None else check_positive(max_velocity, "max_velocity", type(self).__name__)
+        )
+        super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
+        if init_std is not None and bool(self._space().bounded.all()):
+            warn_ignored("init_std", "every entry has finite bounds, so the swarm starts uniformly inside them")
+
+    def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        for key in ("positions", "velocities", "pbest"):
+            _check_rows(st, key, self.n_particles, space.n)
+
+    def _vmax(self, space: FlatSpace) -> torch.Tensor:
+        if self.max_velocity is not None:
+            return torch.full((space.n,), self.max_velocity, dtype=space.dtype, device=space.device)
+        return torch.where(space.bounded, (space.hi - space.lo) / 5.0, torch.full_like(space.lo, math.inf))
+
+    def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        gen = self._generator(space)
+        m, n = self.n_particles, space.n
+        if "positions" not in st:
+            start = st["best_x"]
+            spread = start + self.init_std * torch.randn((m, n), generator=gen, dtype=space.dtype, device=space.device)
+            X = space.project(torch.where(space.bounded, uniform_in_bounds(space, m, gen), spread))
+            X[0] = start
+            f = torch.empty(m, dtype=torch.float64)
+            f[0] = st["best_f"]
+            f[1:] = self._evaluate_many(space, X[1:])
+            st.update(positions=X, velocities=torch.zeros_like(X), pbest=X.clone(), pbest_f=f)
+            return
+        X, V = st["positions"], st["velocities"]
+        P, pf = st["pbest"], st["pbest_f"]
+        g = P[int(torch.argmin(pf))]
+        if pf.min() > st["best_f"]:  # the incumbent was set from outside: follow it
+            g = st["best_x"]
+        r1 = torch.rand((m, n), generator=gen, dtype=space.dtype, device=space.device)
+        r2 = torch.rand((m, n), generator=gen, dtype=space.dtype, device=space.device)
+        V = self.inertia * V + self.cognitive * r1 * (P - X) + self.social * r2 * (g - X)
+        vmax = self._vmax(space)
+        V = torch.maximum(torch.minimum(V, vmax), -vmax)
+        moved = X + V
+        X = space.project(moved)
+        clipped = (moved < space.lo) | (moved > space.hi)
+        V = torch.where(clipped, torch.zeros_like(V), V)
+        f = self._evaluate_many(space, X)
+        better = f < pf
+        P = torch.where(better.to(space.device)[:, None], X, P)
+        st.update(positions=X, velocities=V, pbest=P, pbest_f=torch.where(better, f, pf))
+
+
+class EvolutionStrategy(DerivativeFreeOptimizer):
+    """(mu, lambda) or (mu + lambda) evolution strategy with a self-adapted step size.
+
+    Every individual carries its own step size ``sigma`` (relative to the per-group ``lr``).
+    Each step creates ``n_offspring`` children: with ``recombination="intermediate"`` from the
+    mean of the parents and the geometric mean of their step sizes, with ``"none"`` from a
+    uniformly chosen parent. A child's step size is ``sigma * exp(tau * N(0, 1))`` and its
+    position ``parent + sigma * lr * N(0, I)`` (integer entries rounded). The best
+    ``n_parents`` children (or, with ``plus=True``, of parents and children) become the parents.
+
+    Args:
+        params: iterable of tensors or of param-group dicts.
+        lr: per-group initial mutation scale.
+        n_parents: ``mu``.
+        n_offspring: ``lambda`` (at least ``n_parents`` for comma selection).
+        plus: ``(mu + lambda)`` selection (parents survive) instead of ``(mu, lambda)``.
+        recombination: ``"intermediate"`` (default) or ``"none"``.
+        tau: learning rate of the step sizes (default ``1 / sqrt(2 n)``).
+        bounds: per-group ``(lo, hi)``.
+        seed: seed of the optimizer's random generator.
+        generator: a ``torch.Generator`` to use instead of ``seed``.
+
+    Raises:
+        ValueError: non-positive sizes or ``lr``, ``n_offspring < n_parents`` with comma
+            selection, unknown ``recombination``.
+
+    Example:
+        >>> import torch
+        >>> from torchzero_bridge.zeroth_order import EvolutionStrategy
+        >>> w = torch.tensor([3.0, -2.0, 1.0], requires_grad=True)
+        >>> opt = EvolutionStrategy([w], lr=1.0, seed=0)
+        >>> for _ in range(100):
+        ...     loss = opt.step(lambda: (w ** 2).sum())
+        >>> float(loss) < 1e-6
+        True
+    """
+
+    allow_integer: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1.0,
+        n_parents: int = 4,
+        n_offspring: int = 16,
+        *,
+        plus: bool = False,
+        recombination: str = "intermediate",
+        tau: float | None = None,
+        bounds: Any = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.n_parents = check_positive_int(n_parents, "n_parents", type(self).__name__)
+        self.n_offspring = check_positive_int(n_offspring, "n_offspring", type(self).__name__)
+        if not isinstance(plus, bool):
+            raise TypeError(f"{type(self).__name__}: plus expected True or False, got {plus!r}")
+        if not plus and self.n_offspring < self.n_parents:
+            raise ValueError(
+                f"{type(self).__name__}: n_offspring expected at least n_parents={self.n_parents} for (mu, lambda) "
+                f"selection, got {n_offspring}; use plus=True or more offspring"
+            )
+        if recombination not in RECOMBINATIONS:
+            raise ValueError(
+                f"{type(self).__name__}: recombination expected one of {RECOMBINATIONS}, got {recombination!r}"
+            )
+        self.plus = plus
+        self.recombination = recombination
+        self.tau = None if tau is None else check_positive(tau, "tau", type(self).__name__)
+        super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
+
+    def _check_group(self, group: dict[str, Any], where: str) -> None:
+        check_positive(group["lr"], f"lr ({where})", type(self).__name__)
+
+    def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        _check_rows(st, "parents", self.n_parents, space.n)
+
+    def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
+        if "parents" not in st:
+            mu = self.n_parents
+            st.update(
+                parents=x.repeat(mu, 1),
+                sigmas=torch.ones(mu, dtype=space.dtype, device=space.device),
+                fitness=torch.full((mu,), f, dtype=torch.float64),
+            )
+
+    def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        gen = self._generator(space)
+        lam, n = self.n_offspring, space.n
+        tau = self.tau if self.tau is not None else 1.0 / math.sqrt(2.0 * n)
+        P, S = st["parents"], st["sigmas"]
+        if self.recombination == "intermediate":
+            base = P.mean(0).expand(lam, n)
+            base_sigma = torch.exp(torch.log(S).mean()).expand(lam)
+        else:
+            pick = torch.randint(P.shape[0], (lam,), generator=gen, device=space.device)
+            base, base_sigma = P[pick], S[pick]
+        sigma = base_sigma * torch.exp(tau * torch.randn(lam, generator=gen, dtype=space.dtype, device=space.device))
+        z = torch.randn((lam, n), generator=gen, dtype=space.dtype, device=space.device)
+        lr = space.group_vector(self.param_groups, "lr")
+        X = space.project(base + sigma[:, None] * lr * z)
+        f = self._evaluate_many(space, X)
+        if self.plus:
+            X, sigma, f = torch.cat([P, X]), torch.cat([S, sigma]), torch.cat([st["fitness"], f])
+        order = torch.argsort(f, stable=True)[: self.n_parents]
+        st.update(parents=X[order.to(space.device)], sigmas=sigma[order.to(space.device)], fitness=f[order])

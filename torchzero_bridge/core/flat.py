@@ -238,7 +238,8 @@ class FlatParams:
 
         Complex tensors are taken as (real, imaginary) pairs.
         """
-        out = torch.empty(self.n, dtype=torch.float64)
+        out_np = np.empty(self.n)
+        out = torch.from_numpy(out_np)
         dst: list[torch.Tensor] = []
         src: list[torch.Tensor] = []
         for i, t in enumerate(tensors):
@@ -255,7 +256,7 @@ class FlatParams:
                 view.copy_(t.reshape(view.shape))
         if dst:
             torch._foreach_copy_(dst, src)
-        return out.numpy()
+        return out_np
 
     def grad(self) -> np.ndarray:
         """Flat float64 copy of the parameters' gradients (missing gradients are zeros)."""
@@ -269,10 +270,11 @@ class FlatParams:
             if self.n < _LARGE:
                 torch._foreach_copy_(self._grad_views, gs)  # type: ignore[arg-type]
                 return self._grad_np.copy()
-            out = torch.empty(self.n, dtype=torch.float64)
+            out_np = np.empty(self.n)  # numpy's allocator reuses big blocks; torch.empty page-faults anew
+            out = torch.from_numpy(out_np)
             views = [out[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
             torch._foreach_copy_(views, gs)  # type: ignore[arg-type]
-            return out.numpy()
+            return out_np
         if all(g is None for g in gs):
             return None
         return self.flatten(self.grads())

@@ -15,13 +15,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.testing.global_functions import GlobalProblem
+from torchzero_bridge.testing.problems import make_closure
 
 __all__ = ["Sphere", "batch_objective", "make_closure", "numpy_sphere"]
 
@@ -58,26 +59,6 @@ def numpy_sphere(x: np.ndarray, shift: float = 0.0) -> float:
     """
     x = np.asarray(x, dtype=np.float64)
     return float(np.sum((x - shift) ** 2))
-
-
-def make_closure(model: torch.nn.Module) -> Callable[..., torch.Tensor]:
-    """A ``backward``-aware closure returning ``model()``.
-
-    Example:
-        >>> f = Sphere([1.0], [2.0])
-        >>> make_closure(f)(backward=False).item()
-        5.0
-    """
-
-    def closure(backward: bool = True) -> torch.Tensor:
-        for p in model.parameters():
-            p.grad = None
-        loss = model()
-        if backward:
-            loss.backward()
-        return loss
-
-    return closure
 
 
 def batch_objective(model: torch.nn.Module) -> BatchObjective:

@@ -5,10 +5,11 @@ Run:  python benchmarks/run_all.py            (full; tens of minutes on 2 cores)
       python benchmarks/run_all.py core peers (only these)
 
 Each script prints Markdown tables and writes its own JSON under ``benchmarks/results/``; this
-runner saves each script's printed output as ``results/<name>.md`` and all of them, in order,
-with the machine and the command lines, as ``results/summary.md``. Benchmarks are never part of
-the test suite. Run them on a quiet machine: the ratios are measured side by side in one run,
-but absolute times move with the machine's load.
+runner saves each script's printed output, with its command line and run time, as
+``results/<name>.out.md``, and the latest of every benchmark, in order, as
+``results/summary.md``. Benchmarks are never part of the test suite. Run them on a quiet
+machine: the ratios are measured side by side in one run, but absolute times move with the
+machine's load.
 """
 
 from __future__ import annotations
@@ -43,10 +44,6 @@ def main() -> None:
     names = args.names or list(available)
     RESULTS.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    sections = [
-        "# Benchmark summary\n",
-        f"Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}.\n",
-    ]
     failed = []
     for name in names:
         cmd = [sys.executable, str(available[name]), *(QUICK_FLAGS.get(name, []) if args.quick else [])]
@@ -59,9 +56,15 @@ def main() -> None:
         if proc.returncode != 0:
             failed.append(name)
             print(proc.stderr[-4000:], file=sys.stderr)
-        (RESULTS / f"{name}.md").write_text(proc.stdout)
         status = "" if proc.returncode == 0 else f" — FAILED (exit {proc.returncode})"
-        sections.append(f"\n## {name}{status}\n\n`{shown}` ({seconds:.0f} s)\n\n{proc.stdout}\n")
+        (RESULTS / f"{name}.out.md").write_text(f"## {name}{status}\n\n`{shown}` ({seconds:.0f} s)\n\n{proc.stdout}\n")
+    # the summary holds the latest output of every benchmark, whichever were run this time
+    sections = [
+        "# Benchmark summary\n\n",
+        f"Machine: Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.platform()}.\n\n",
+    ]
+    outputs = [RESULTS / f"{name}.out.md" for name in available]
+    sections += [p.read_text() for p in outputs if p.exists()]
     (RESULTS / "summary.md").write_text("".join(sections))
     print(f"wrote {RESULTS / 'summary.md'}")
     if failed:

@@ -1,4 +1,4 @@
-"""Test-wide settings: single-threaded math so torch and numpy do not fight over 2 cores."""
+"""Test-wide settings (tests and the docstring examples): single-threaded math so torch and numpy do not fight over 2 cores."""
 
 import os
 

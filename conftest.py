@@ -1,4 +1,5 @@
-"""Test-wide settings (tests and the docstring examples): single-threaded math so torch and numpy do not fight over 2 cores."""
+"""Settings for the tests and the docstring examples: single-threaded math (torch and numpy
+thread pools fight over 2 cores)."""
 
 import os
 

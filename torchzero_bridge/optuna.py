@@ -87,18 +87,19 @@ def open_study(
     opt = _optuna()
     import sqlalchemy.exc as sa_exc
 
-    if isinstance(storage, str) and storage.startswith("sqlite"):
-        # SQLite serializes writers with a file lock; sqlite3's default 5 s wait for it is
-        # short when several workers write on a busy machine ("database is locked")
-        storage = opt.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
-
     always = (sa_exc.IntegrityError, opt.exceptions.DuplicatedStudyError)
     maybe = (sa_exc.OperationalError, sa_exc.ProgrammingError, opt.exceptions.StorageInternalError)
     last: BaseException | None = None
     for attempt in range(attempts):
         try:
+            where = storage
+            if isinstance(storage, str) and storage.startswith("sqlite"):
+                # SQLite serializes writers with a file lock; sqlite3's default 5 s wait for it is
+                # short when several workers write on a busy machine ("database is locked").
+                # Built inside the retry: creating the storage creates the schema, which races.
+                where = opt.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
             study = opt.create_study(
-                storage=storage, study_name=study_name, sampler=sampler, direction="minimize", load_if_exists=True
+                storage=where, study_name=study_name, sampler=sampler, direction="minimize", load_if_exists=True
             )
             break
         except always + maybe as e:

@@ -412,7 +412,7 @@ class Objective:
         full: list[torch.Tensor | None] = [None] * len(self.flat.params)
         for k, r in zip(self._diff_idx, res):
             full[k] = r
-        return self.flat.flatten(full).copy()
+        return self.flat.flatten(full)  # a new array each call
 
     def _fd_hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
         vnorm = float(np.linalg.norm(v))

@@ -338,3 +338,69 @@ def test_plain_closure_works_everywhere() -> None:
     with pytest.warns(UserWarning, match="central"):
         opt.step(closure)
     np.testing.assert_allclose(model.vector().detach().numpy(), np.ones(4), atol=1e-5)
+
+
+def test_timeout_during_a_polish_stops_cleanly_and_leaves_no_stale_gradient() -> None:
+    """DE's best point was evaluated value-only; a timeout inside the gradient polish must not
+    escape step() (no closure runs after the stop), and .grad must not belong to a trial point."""
+    import time
+
+    w = torch.tensor([2.0, -1.0], dtype=torch.float64, requires_grad=True)
+    opt = tzb.DifferentialEvolutionWrapper(
+        [{"params": [w], "bounds": (-3.0, 3.0)}], {"rng": 0, "maxiter": 20, "popsize": 10}, timeout=0.5
+    )
+    runs_after_stop = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        opt.zero_grad()
+        loss = ((w - 1.0) ** 2).sum() + 0.5 * torch.sin(50 * w).abs().sum()
+        if backward:
+            time.sleep(0.2)  # slow gradient evaluations: the deadline passes inside the polish
+            loss.backward()
+        if opt.result is not None:
+            runs_after_stop.append(1)
+        return loss
+
+    opt.step(closure)
+    assert opt.result.success is False and "timeout" in opt.result.message
+    assert not runs_after_stop
+    np.testing.assert_array_equal(w.detach().numpy(), opt.result.x)
+    if w.grad is not None:  # only when the polish's last gradient was taken at the answer itself
+        v = w.detach().clone().requires_grad_()
+        (((v - 1.0) ** 2).sum() + 0.5 * torch.sin(50 * v).abs().sum()).backward()
+        torch.testing.assert_close(w.grad, v.grad, rtol=0, atol=0)
+
+
+def test_derivative_free_method_with_plain_closure_leaves_no_trial_gradient() -> None:
+    model = Rosenbrock(X0[:2], X0[2:])
+    opt = tzb.MinimizeWrapper(model.parameters(), method="Nelder-Mead", options={"maxiter": 40})
+
+    def closure() -> torch.Tensor:  # a standard closure: it always calls backward
+        opt.zero_grad()
+        loss = model()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_nonfinite_policy_applies_at_finite_difference_probe_points() -> None:
+    w = torch.tensor([2.0, -1.0], dtype=torch.float64, requires_grad=True)
+    opt = tzb.MinimizeWrapper([w], method="Newton-CG", hvp_method="central", nonfinite="raise")
+    calls = [0]
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        opt.zero_grad()
+        calls[0] += 1
+        loss = ((w - 1.0) ** 2).sum()
+        if calls[0] == 2:  # the first Hessian-vector probe point
+            loss = loss * float("nan")
+        if backward:
+            loss.backward()
+        return loss
+
+    with pytest.raises(FloatingPointError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", tzb.NonFiniteLossWarning)
+        opt.step(closure)
+    assert torch.isfinite(w).all()

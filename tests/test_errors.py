@@ -182,6 +182,12 @@ IGNORED = [
     ("bounds for CG", dict(method="CG", bounds=[(0, 1)] * 3), "cannot handle bounds"),
     ("jac for Nelder-Mead", dict(method="Nelder-Mead", jac=True), "uses no gradient; jac=True is ignored"),
     ("trust option", dict(method="trust-ncg", options={"inexact": True}), r"does not use option\(s\) \['inexact'\]"),
+    ("hvp_method for BFGS", dict(method="BFGS", hvp_method="central"), "hvp_method='central' is ignored: method BFGS"),
+    (
+        "hvp_method with hessp",
+        dict(method="trust-ncg", hessp=lambda x, p: p, hvp_method="forward"),
+        "hvp_method='forward' is ignored: the given hess/hessp",
+    ),
 ]
 
 

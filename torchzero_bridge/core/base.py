@@ -185,13 +185,13 @@ class BridgeOptimizer(torch.optim.Optimizer):
             result = self._best_result(ctx, stop.reason)
         except BaseException as exc:
             self.result = self._best_result(ctx, f"interrupted by {type(exc).__name__}: {exc}")
-            self._write_answer(ctx, self.result, final_grad=False)
+            self._write_answer(ctx, self.result)
             raise
         finally:
             bar.close()
             objective.release()
         self.result = result
-        loss = self._write_answer(ctx, result, final_grad=True)
+        loss = self._write_answer(ctx, result)
         return torch.tensor(loss, dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
@@ -243,8 +243,12 @@ class BridgeOptimizer(torch.optim.Optimizer):
             nit=0,
         )
 
-    def _write_answer(self, ctx: SolveContext, result: OptimizeResult, final_grad: bool) -> float:
-        """Write the answer into the parameters; fill counters; return the loss there."""
+    def _write_answer(self, ctx: SolveContext, result: OptimizeResult) -> float:
+        """Write the answer into the parameters and its gradient (when known) into ``.grad``.
+
+        Fills the counters of ``result`` and returns the loss at the answer. No closure runs
+        here: where no gradient was computed at the answer, ``.grad`` is set to ``None``.
+        """
         obj, flat = ctx.objective, ctx.flat
         x = np.asarray(result.get("x", ctx.x0), dtype=np.float64).reshape(-1)
         fun = _as_float(result.get("fun", math.nan))
@@ -264,12 +268,11 @@ class BridgeOptimizer(torch.optim.Optimizer):
             result.success = False
         x = flat.round_integers(x)
         flat.write(x)
-        if final_grad and obj.ngev > 0:
-            g = obj.gradient_at(x)
-            if g is None:
-                fun, g = obj.fun_and_grad(x)
-                flat.write(x)
+        g = obj.gradient_at(x)
+        if g is not None:
             flat.set_grad(g)
+        else:  # no gradient was computed at the answer: leave none rather than a trial point's
+            flat.clear_grad()
         known = obj.value_at(x)
         if known is not None and math.isfinite(known):
             fun = known

@@ -290,6 +290,11 @@ class FlatParams:
             else:
                 p.grad.copy_(t)
 
+    def clear_grad(self) -> None:
+        """Set every parameter's ``.grad`` to ``None``."""
+        for p in self.params:
+            p.grad = None
+
     def unflatten(self, v: np.ndarray | torch.Tensor, *, like_params: bool = False) -> list[torch.Tensor]:
         """Split flat ``v`` into tensors with each parameter's (real) shape, dtype and device.
 

@@ -439,10 +439,12 @@ class Objective:
         f = self.adapter.value_and_backward()
         self.nfev += 1
         self.ngev += 1
-        g = self._collect_grad()
-        if math.isfinite(f) and f < self.best_f:
+        g: np.ndarray | None = self._collect_grad()
+        if not math.isfinite(f):
+            f, g = self._nonfinite(f, g, y)  # "raise" raises; "inf" gives a zero gradient
+        elif f < self.best_f:
             self._set_best(_Point(self._copy_to_free(y), f, g, None))
-        return g
+        return g  # type: ignore[return-value]
 
     def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
         self.n_nonfinite += 1

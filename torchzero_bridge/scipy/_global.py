@@ -46,6 +46,7 @@ from torchzero_bridge.scipy.minimize import (
     _validate_jac,
     builtin_hessian,
     minimize_callables,
+    warn_unused_hvp_method,
 )
 
 __all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
@@ -270,6 +271,7 @@ class GlobalWrapper(BridgeOptimizer):
             self.local_args, self.local_info = self._prepare_local(minimizer_args if given is None else given, flat)
         elif minimizer_args is not None:
             raise TypeError(f"{type(self).__name__} runs no local minimizer; minimizer_args must be None")
+        warn_unused_hvp_method(self.local_args or {}, self.local_info, hvp_method)
         self.solver_kwargs = kwargs
         super().__init__(
             params, {}, callback=callback, timeout=timeout, progress=progress, threads=threads, nonfinite=nonfinite

@@ -42,7 +42,14 @@ from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
 from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, method_info
 
-__all__ = ["MinimizeWrapper", "builtin_hessian", "clip_start", "minimize_callables", "resolve_jac"]
+__all__ = [
+    "MinimizeWrapper",
+    "builtin_hessian",
+    "clip_start",
+    "minimize_callables",
+    "resolve_jac",
+    "warn_unused_hvp_method",
+]
 
 _ARG_KEYS = ("method", "jac", "hess", "hessp", "bounds", "constraints", "tol", "options", "callback")
 _FD_JAC = ("2-point", "3-point")
@@ -123,6 +130,7 @@ class MinimizeWrapper(BridgeOptimizer):
         self.minimizer_args = args
         self.hvp_method = hvp_method
         self.info = _resolve_method(args)
+        warn_unused_hvp_method(args, self.info, hvp_method)
         super().__init__(
             params,
             {},
@@ -219,6 +227,36 @@ def builtin_hessian(args: Mapping[str, Any], info: MethodInfo, hvp_method: str =
     if jac_kind == "exact" or (jac_kind == "estimator" and hvp_method in ("forward", "central")):
         return info.hess
     return None
+
+
+def warn_unused_hvp_method(args: Mapping[str, Any], info: MethodInfo | None, hvp_method: str) -> None:
+    """Warn when a non-default ``hvp_method`` will not be used (promise: no option is dropped silently).
+
+    Args:
+        args: normalized ``minimize`` arguments of the (local) method, or ``{}``.
+        info: that method's capabilities; ``None`` when no local method runs.
+        hvp_method: the requested way of forming Hessian-vector products.
+
+    Example:
+        >>> import warnings
+        >>> from torchzero_bridge.scipy.methods import method_info
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     warn_unused_hvp_method({"method": "BFGS"}, method_info("BFGS"), "central")
+        >>> "hvp_method='central' is ignored" in str(w[0].message)
+        True
+    """
+    if hvp_method == "autograd" or (info is not None and builtin_hessian(args, info, hvp_method) is not None):
+        return
+    if info is None:
+        why = "no local method runs"
+    elif info.hess is None:
+        why = f"method {info.name} uses no Hessian"
+    elif args.get("hess") is not None or args.get("hessp") is not None:
+        why = "the given hess/hessp is used instead"
+    else:
+        why = f"method {info.name} gets no built-in Hessian with jac={args.get('jac')!r}"
+    warnings.warn(f"hvp_method={hvp_method!r} is ignored: {why}", IgnoredOptionWarning, stacklevel=4)
 
 
 def minimize_callables(

@@ -56,6 +56,8 @@ def loss_to_float(loss: Any) -> float:
         ClosureError: ``None``, a tensor with more than one element, a complex value, or
             something that is not a number.
     """
+    if type(loss) is float:
+        return loss
     if isinstance(loss, torch.Tensor):
         if loss.numel() != 1:
             raise ClosureError(

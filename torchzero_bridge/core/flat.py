@@ -191,14 +191,16 @@ class FlatParams:
                 self._copy_slow(self._real[i].data, self._views[i])
             return
         enabled = torch.is_grad_enabled()
-        torch._C._set_grad_enabled(False)
+        if enabled:
+            torch._C._set_grad_enabled(False)
         try:
             if self._fast_params:
                 torch._foreach_copy_(self._fast_params, views)
             for i in self._slow:
                 self._copy_slow(self._real[i], self._views[i])
         finally:
-            torch._C._set_grad_enabled(enabled)
+            if enabled:
+                torch._C._set_grad_enabled(True)
 
     @staticmethod
     def _copy_slow(r: torch.Tensor, v: torch.Tensor) -> None:

@@ -263,14 +263,15 @@ class Objective:
 
     # ------------------------------------------------------------------ internals
     def _find(self, x: np.ndarray) -> _Point | None:
+        first = x.item(0)  # cheap rejection before the full comparison
         memo = self._memo
         for i, e in enumerate(memo):
-            if x[0] == e.x[0] and np.array_equal(x, e.x):
+            if first == e.first and np.array_equal(x, e.x):
                 if i:
                     memo.insert(0, memo.pop(i))  # least recently used goes first
                 return e
         b = self._best
-        if b is not None and x[0] == b.x[0] and np.array_equal(x, b.x):
+        if b is not None and first == b.first and np.array_equal(x, b.x):
             return b
         return None
 
@@ -323,11 +324,12 @@ class Objective:
         self._best = e
 
     def _copy_to_free(self, x: np.ndarray) -> np.ndarray:
-        used = {id(e.x) for e in self._memo}
-        if self._best is not None:
-            used.add(id(self._best.x))
+        memo = self._memo  # at most _MEMO_SIZE == 2 entries
+        m0 = memo[0].x if memo else None
+        m1 = memo[1].x if len(memo) > 1 else None
+        bx = None if self._best is None else self._best.x
         for b in self._pool:
-            if id(b) not in used:
+            if b is not m0 and b is not m1 and b is not bx:
                 np.copyto(b, x)
                 return b
         raise AssertionError("unreachable: the pool has two more buffers than the memo")
@@ -468,12 +470,13 @@ _MEMO_SIZE = 2  # points remembered besides the best one (a trust-region iterate
 class _Point:
     """One evaluated point: ``x`` (a pooled buffer), loss, gradient, kept autograd graph."""
 
-    __slots__ = ("f", "g", "graph", "version", "x")
+    __slots__ = ("f", "first", "g", "graph", "version", "x")
 
     def __init__(
         self, x: np.ndarray, f: float, g: np.ndarray | None, graph: tuple[list[torch.Tensor], list[int]] | None
     ) -> None:
         self.x = x
+        self.first = x.item(0)
         self.f = f
         self.g = g
         self.graph = graph

@@ -188,7 +188,7 @@ def test_state_dict_round_trip_and_args_untouched() -> None:
     opt.step(make_rosenbrock_closure(model, opt.zero_grad))
     assert args == frozen
     sd = opt.state_dict()
-    other = tzb.MinimizeWrapper(model.parameters(), method="BFGS", hvp_method="central")
+    other = tzb.MinimizeWrapper(model.parameters(), method="Newton-CG", hvp_method="central")
     other.load_state_dict(sd)
     assert other.minimizer_args["method"] == "L-BFGS-B" and other.info.name == "L-BFGS-B"
     assert other.minimizer_args["options"] == {"maxiter": 3}

@@ -176,8 +176,20 @@ class _Space:
             x[self.bool_idx] = [sc(name, (False, True)) for name in self.bool_names]
         return x
 
+    def distributions(self) -> dict[str, Any]:
+        """optuna distributions matching :meth:`suggest` (for ``create_trial``)."""
+        dist = _optuna().distributions
+        out: dict[str, Any] = {}
+        for name, lo, hi in self.float_specs:
+            out[name] = dist.FloatDistribution(lo, hi)
+        for name, lo, hi in self.int_specs:
+            out[name] = dist.IntDistribution(lo, hi)
+        for name in self.bool_names:
+            out[name] = dist.CategoricalDistribution((False, True))
+        return {name: out[name] for name in self.names}
+
     def params_of(self, x: np.ndarray) -> dict[str, Any]:
-        """The optuna parameter dict for flat vector ``x`` (for ``enqueue_trial``)."""
+        """The optuna parameter dict for flat vector ``x`` (for ``create_trial``)."""
         out: dict[str, Any] = {}
         for k, name in enumerate(self.names):
             v = x[k]
@@ -202,8 +214,8 @@ class OptunaWrapper(BridgeOptimizer):
     index, see :attr:`names`): floating entries use ``suggest_float(name, lo, hi)``, integer
     tensors ``suggest_int``, boolean tensors ``suggest_categorical(name, (False, True))``.
     Bounds come from per-group ``bounds=(lo, hi)`` and are required for float and integer
-    entries. The parameters at the first ``step`` are enqueued as the first trial (clipped
-    into the bounds). Each trial is one ``study.ask()``, one closure run without backward,
+    entries. The parameters at the first ``step`` are evaluated and added as the first trial
+    (clipped into the bounds). Each other trial is one ``study.ask()``, one closure run without backward,
     one ``study.tell``; a NaN loss is told as a failed trial, ``inf`` as a value. After
     ``step`` the parameters hold the study's best trial, which on a shared storage may come
     from another process, and ``step`` returns its value.
@@ -311,12 +323,14 @@ class OptunaWrapper(BridgeOptimizer):
                 f"the parameters now have {flat.n} entries but the study was set up for {space.n}; "
                 "create a new OptunaWrapper for a changed model"
             )
-        if not self._enqueued:
-            self._enqueue_start(flat, ctx.x0)
         success, message = True, f"ran {self.n_trials} trials"
         try:
             with torch.no_grad():  # one context for the whole loop instead of one per trial
-                self._run_trials(ctx)
+                first = 0
+                if not self._enqueued:
+                    self._add_start(ctx)
+                    first = 1
+                self._run_trials(ctx, first)
         except StopSolve as stop:
             success, message = False, stop.reason
         done = self._done
@@ -336,13 +350,13 @@ class OptunaWrapper(BridgeOptimizer):
             best_trial_number=best_trial.number,
         )
 
-    def _run_trials(self, ctx: SolveContext) -> None:
-        """``n_trials`` ask/evaluate/tell rounds; ``self._done`` counts the finished ones."""
+    def _run_trials(self, ctx: SolveContext, first: int) -> None:
+        """Ask/evaluate/tell rounds up to ``n_trials`` (``first`` already done); ``self._done`` counts them."""
         fail = _optuna().trial.TrialState.FAIL
         study, suggest, value = self.study, self._space.suggest, ctx.objective.value
         notify = ctx.user_callback is not None
-        self._done = 0
-        for done in range(1, self.n_trials + 1):
+        self._done = first
+        for done in range(first + 1, self.n_trials + 1):
             ctx.check_deadline()
             trial = study.ask()
             try:
@@ -360,17 +374,32 @@ class OptunaWrapper(BridgeOptimizer):
                 best = None if obj.best_x is None else obj.best_x.copy()
                 ctx.callback(OptimizeResult(x=best, fun=obj.best_f, nit=done, nfev=obj.nfev))
 
-    def _enqueue_start(self, flat: FlatParams, x0: np.ndarray) -> None:
-        space = self._space
+    def _add_start(self, ctx: SolveContext) -> None:
+        """Evaluate the starting parameters and record them as this worker's first trial.
+
+        The start is evaluated here and added as a finished trial (``study.add_trial``) rather
+        than enqueued: enqueued trials wait in a queue shared by every process on the storage,
+        and on SQLite two workers can pop the same waiting trial.
+        """
+        opt, space, flat = _optuna(), self._space, ctx.flat
+        x0 = ctx.x0
         outside = (x0 < space.lo) | (x0 > space.hi)
         if outside.any():
             k = int(np.flatnonzero(outside)[0])
             warnings.warn(
                 f"the starting point is outside the bounds at {int(outside.sum())} entries "
                 f"(first: {flat.locate(k)}); the first trial uses it clipped into the bounds",
-                stacklevel=5,
+                stacklevel=6,
             )
-        self.study.enqueue_trial(space.params_of(np.clip(x0, space.lo, space.hi)), skip_if_exists=True)
+        x = np.clip(x0, space.lo, space.hi)
+        ctx.check_deadline()
+        f = ctx.objective.value(x)
+        params, dists = space.params_of(x), space.distributions()
+        if math.isnan(f):
+            trial = opt.trial.create_trial(params=params, distributions=dists, state=opt.trial.TrialState.FAIL)
+        else:
+            trial = opt.trial.create_trial(params=params, distributions=dists, value=f)
+        self.study.add_trial(trial)
         self._enqueued = True
 
     def _answer_is_best(self) -> bool:

@@ -404,3 +404,24 @@ def test_nonfinite_policy_applies_at_finite_difference_probe_points() -> None:
         warnings.simplefilter("ignore", tzb.NonFiniteLossWarning)
         opt.step(closure)
     assert torch.isfinite(w).all()
+
+
+def test_step_bumps_version_counters_so_stale_graphs_still_fail_loudly() -> None:
+    """Evaluations inside a solve write silently; the answer's write is a normal in-place
+    update, so autograd still refuses a graph recorded before the step."""
+    w = torch.tensor([3.0, -2.0], dtype=torch.float64, requires_grad=True)
+    stale = (w * w).sum()  # saves w for backward
+    opt = tzb.MinimizeWrapper([w], method="BFGS")
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        opt.zero_grad()
+        loss = ((w - 1.0) ** 2).sum()
+        if backward:
+            loss.backward()
+        return loss
+
+    before = w._version
+    opt.step(closure)
+    assert w._version > before
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()

@@ -250,6 +250,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
         here: where no gradient was computed at the answer, ``.grad`` is set to ``None``.
         """
         obj, flat = ctx.objective, ctx.flat
+        obj.release()  # the answer's write bumps the tensors' version counters
         x = np.asarray(result.get("x", ctx.x0), dtype=np.float64).reshape(-1)
         fun = _as_float(result.get("fun", math.nan))
         if self._answer_is_best() and obj.best_x is not None and (not math.isfinite(fun) or obj.best_f <= fun):

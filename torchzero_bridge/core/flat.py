@@ -139,6 +139,15 @@ class FlatParams:
         self._fast_views = fast_src
         self.version = 0
         self.silent = False
+        # float64 CPU parameters: numpy views of their storage take silent writes directly from x
+        np_ok = not self._slow and all(
+            r.dtype == torch.float64 and r.device.type == "cpu" and r.is_contiguous() for r in self._real
+        )
+        self._np_targets = (
+            [(r.data.numpy().reshape(-1), a, b) for r, a, b in zip(self._real, self.offsets, self.offsets[1:])]
+            if np_ok
+            else None
+        )
         self._plain = not self._slow and not any(p.is_complex() for p in self.params)
         self._grad_buf = torch.empty(self.n, dtype=torch.float64)
         self._grad_np: np.ndarray = self._grad_buf.numpy()
@@ -171,12 +180,18 @@ class FlatParams:
     def write(self, x: np.ndarray) -> None:
         """Copy flat vector ``x`` into the parameters in place (integers are rounded).
 
-        Every write increments :attr:`version`. While :attr:`silent` is set, writes leave the
-        tensors' autograd version counters alone, so a graph recorded at an earlier point
-        stays usable once that point is written back (exact Hessian-vector products at a
-        remembered point after evaluating elsewhere).
+        Every write increments :attr:`version`. While :attr:`silent` is set (during a solve),
+        writes leave the tensors' autograd version counters alone, so a graph recorded at an
+        earlier point stays usable once that point is written back (exact Hessian-vector
+        products at a remembered point after evaluating elsewhere), and float64 CPU tensors
+        are written straight from ``x`` through numpy views. The final write of an answer is
+        not silent, so the version counters record that the step changed the tensors.
         """
         self.version += 1
+        if self.silent and self._np_targets is not None:
+            for arr, a, b in self._np_targets:  # one copy per tensor, no intermediate buffer
+                np.copyto(arr, x[a:b], casting="unsafe")
+            return
         if self.n >= _LARGE and not self._slow and x.dtype == np.float64 and x.flags.c_contiguous:
             xt = torch.from_numpy(x)  # big vectors: copy straight from x, skipping the buffer
             views = [xt[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]

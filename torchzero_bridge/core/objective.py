@@ -121,8 +121,7 @@ class Objective:
             hvp_method = "central"
         self.hvp_method: HvpMethod = hvp_method
         self.graph_grads = uses_hessian and hvp_method == "autograd"
-        if self.graph_grads:
-            flat.silent = True  # keep recorded graphs valid across evaluations (see FlatParams.write)
+        flat.silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
         self.nonfinite = nonfinite
         self.deadline = deadline
         self.timeout = timeout

@@ -34,7 +34,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,17 +60,12 @@ class SolveContext:
         objective: the memoized objective built from the closure.
         x0: the starting point (a copy of the parameters at ``step`` entry).
         user_callback: the user's callback, or ``None``.
-        deadline: ``time.perf_counter()`` value of the timeout, or ``None``.
-        extra: per-wrapper scratch space.
     """
 
     flat: FlatParams
     objective: Objective
     x0: np.ndarray
     user_callback: UserCallback | None = None
-    deadline: float | None = None
-    timeout: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def callback(self, intermediate_result: OptimizeResult) -> None:
         """scipy-style callback: forwards to the user's and stops on request or timeout.
@@ -82,9 +77,8 @@ class SolveContext:
             raise StopSolve("stopped by callback")
 
     def check_deadline(self) -> None:
-        """Raise :class:`StopSolve` once the timeout has passed."""
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        """Raise :class:`StopSolve` once the timeout has passed (the objective keeps the clock)."""
+        self.objective.check_deadline()
 
 
 class BridgeOptimizer(torch.optim.Optimizer):
@@ -177,7 +171,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
             nonfinite=self.nonfinite,
             **self._objective_options(),  # type: ignore[arg-type]
         )
-        ctx = SolveContext(flat, objective, x0, self.callback, deadline, self.timeout)
+        ctx = SolveContext(flat, objective, x0, self.callback)
         try:
             with limit_threads(self.threads):
                 result = self._solve(ctx)
@@ -189,7 +183,6 @@ class BridgeOptimizer(torch.optim.Optimizer):
             raise
         finally:
             bar.close()
-            objective.release()
         self.result = result
         loss = self._write_answer(ctx, result)
         return torch.tensor(loss, dtype=torch.float64)

@@ -185,8 +185,7 @@ class Objective:
             raise ValueError(f"X: expected shape (pop, {self.flat.n}), got {X.shape}")
         if self.batch is None:
             return np.array([self.value(x) for x in X])
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        self.check_deadline()
         f = self.batch.evaluate(self.flat, X)
         self.nfev += len(f)
         for i in range(len(f)):
@@ -253,6 +252,11 @@ class Objective:
         e = self._find(np.asarray(x, dtype=np.float64).reshape(-1))
         return None if e is None else e.f
 
+    def check_deadline(self) -> None:
+        """Raise :class:`StopSolve` once the timeout has passed."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+
     def release(self) -> None:
         """Drop the kept autograd graphs (frees memory after a solve); writes bump versions again."""
         for e in [*self._memo, self._best]:
@@ -282,8 +286,7 @@ class Objective:
         e = self._find(x)
         if e is not None and (not need_grad or e.g is not None) and (not graph or e.graph is not None):
             return e
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        self.check_deadline()
         buf = self._copy_to_free(x)
         self.flat.write(buf)
         gr = None
@@ -434,8 +437,7 @@ class Objective:
 
     def _grad_probe(self, y: np.ndarray) -> np.ndarray:
         """Gradient at a finite-difference probe point, outside the memo."""
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        self.check_deadline()
         self.flat.write(y)
         f = self.adapter.value_and_backward()
         self.nfev += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -129,3 +131,82 @@ def test_named_parameters_give_names_in_messages() -> None:
     opt = torch.optim.SGD(model.named_parameters(), lr=0.1)
     flat = tzb.FlatParams(opt.param_groups)
     assert "'weight'" in flat.name(0) and "'bias'" in flat.name(1)
+
+
+# ---------------------------------------------------------------------- zero-copy gradients
+BIG = 1 << 16  # from this size a single float64 tensor hands its gradient over without a copy
+
+
+def _fresh_grad(w: torch.Tensor) -> None:
+    w.grad = None
+    (w * torch.arange(w.numel(), dtype=w.dtype)).sum().backward()
+
+
+def test_take_grad_hands_over_a_fresh_gradient_without_copying() -> None:
+    w = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    flat = tzb.FlatParams([w])
+    _fresh_grad(w)
+    address = w.grad.data_ptr()
+    g = flat.take_grad()
+    assert g.ctypes.data == address  # the gradient's own memory
+    assert w.grad is None  # the next backward cannot write into g
+    np.testing.assert_array_equal(g, np.arange(BIG, dtype=np.float64))
+    _fresh_grad(w)
+    g2 = flat.take_grad([g])
+    assert not np.shares_memory(g, g2)
+    np.testing.assert_array_equal(g, np.arange(BIG, dtype=np.float64))
+
+
+def _reused(w: torch.Tensor, keep: list) -> None:
+    keep.append(torch.ones(BIG, dtype=torch.float64))
+    w.grad = keep[-1]  # the closure keeps its own reference
+
+
+def _view(w: torch.Tensor, keep: list) -> None:
+    w.grad = torch.ones(2 * BIG, dtype=torch.float64)[:BIG]  # shares storage with a bigger block
+
+
+def _borrowed(w: torch.Tensor, keep: list) -> None:
+    arr = np.ones(BIG)
+    keep.append(arr)
+    w.grad = torch.from_numpy(arr)  # memory owned by numpy
+
+
+@pytest.mark.parametrize("assign", [_reused, _view, _borrowed])
+def test_take_grad_copies_gradients_held_elsewhere(assign: Any) -> None:
+    w = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    flat = tzb.FlatParams([w])
+    keep: list = []
+    assign(w, keep)
+    before = w.grad
+    g = flat.take_grad()
+    assert w.grad is before  # left in place
+    assert not np.shares_memory(g, before.numpy())
+    np.testing.assert_array_equal(g, np.ones(BIG))
+
+
+def test_take_grad_copies_a_gradient_sharing_memory_with_a_held_array() -> None:
+    w = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    flat = tzb.FlatParams([w])
+    _fresh_grad(w)
+    g = flat.take_grad()
+    w.grad = torch.from_numpy(g)  # the closure hands back memory given out before
+    g2 = flat.take_grad([g])
+    assert not np.shares_memory(g, g2)
+
+
+def test_take_grad_copies_small_float32_and_multi_tensor_gradients() -> None:
+    for single in (torch.zeros(10, dtype=torch.float64), torch.zeros(BIG, dtype=torch.float32)):
+        single.requires_grad_(True)
+        _fresh_grad(single)
+        before = single.grad
+        g = tzb.FlatParams([single]).take_grad()
+        assert single.grad is before and g.dtype == np.float64
+        assert not np.shares_memory(g, before.numpy())
+    a = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    _fresh_grad(a)
+    _fresh_grad(b)
+    ga = a.grad
+    out = tzb.FlatParams([a, b]).take_grad()
+    assert a.grad is ga and not np.shares_memory(out, ga.numpy())

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -153,6 +154,8 @@ class FlatParams:
         self._grad_np: np.ndarray = self._grad_buf.numpy()
         self._grad_views = [self._grad_buf[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
         self.has_integers = bool(self.integer_mask.any())
+        # one large float64 CPU tensor: its gradients can be handed over without a copy
+        self._take_ok = len(self.params) == 1 and self._np_targets is not None and self.n >= _LARGE
         floats = [r.dtype for r in self._real if r.is_floating_point()]
         self.eps = max((torch.finfo(d).eps for d in floats), default=float(np.finfo(np.float64).eps))
         self.is_float64_only = all(r.dtype == torch.float64 for r in self._real)
@@ -296,6 +299,46 @@ class FlatParams:
             return None
         return self.flatten(self.grads())
 
+    def take_grad(self, held: Sequence[np.ndarray | None] = ()) -> np.ndarray | None:
+        """Like :meth:`grad_if_any`, but may hand over the gradient's own storage.
+
+        For a single contiguous float64 CPU parameter of at least ``2**16`` entries whose
+        gradient nothing else references (the fresh tensor a backward pass leaves in
+        ``p.grad``), the result is a numpy view of that gradient and ``p.grad`` is set to
+        ``None``, so the next backward pass allocates a new tensor instead of writing into the
+        returned array. That saves a full copy of the vector per gradient. A gradient the
+        closure keeps elsewhere (a reused buffer, a view, memory borrowed from numpy), or one
+        sharing memory with an array in ``held``, is copied as usual.
+
+        Args:
+            held: gradients returned earlier that are still in use.
+
+        Example:
+            >>> w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+            >>> (w.sum() * 2).backward()
+            >>> FlatParams([w]).take_grad().tolist()
+            [2.0, 2.0, 2.0]
+        """
+        if self._take_ok:
+            p = self.params[0]
+            g = p.grad
+            if (
+                g is not None
+                and g.dtype == torch.float64
+                and g.device.type == "cpu"
+                and g.is_contiguous()
+                and not g.requires_grad
+                and g.shape == p.shape
+                and not g.is_conj()
+                and not g.is_neg()
+                and _sole_owner(g)
+            ):
+                arr = g.detach().numpy().reshape(-1)
+                if not any(h is not None and np.may_share_memory(arr, h) for h in held):
+                    p.grad = None
+                    return arr
+        return self.grad_if_any()
+
     @torch.no_grad()
     def set_grad(self, g: np.ndarray) -> None:
         """Write flat gradient ``g`` into every parameter's ``.grad``."""
@@ -401,6 +444,40 @@ class FlatParams:
                 f"does not broadcast to the parameter's shape {pshape}"
             ) from None
         return out.reshape(-1)
+
+
+def _ownership(t: torch.Tensor) -> tuple[int, int]:
+    """Python references to ``t`` and owners of its storage (depends on the call depth)."""
+    return sys.getrefcount(t), int(torch._C._storage_Use_Count(t.untyped_storage()._cdata))
+
+
+def _probe(t: torch.Tensor) -> tuple[int, int]:
+    return _ownership(t)  # called at the same depth as from _sole_owner
+
+
+def _calibrate() -> tuple[int, int] | None:
+    """The counts seen for a fresh gradient that only ``p.grad`` and one local hold."""
+    try:
+        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        (w * 2.0).sum().backward()
+        g = w.grad
+        assert g is not None
+        return _probe(g)
+    except Exception:  # a torch without these internals: gradients are always copied
+        return None
+
+
+def _sole_owner(g: torch.Tensor) -> bool:
+    """Only ``p.grad`` and the caller's local hold ``g``; it owns storage torch allocated."""
+    if _FRESH_REFS is None:
+        return False
+    try:
+        return _ownership(g) == _FRESH_REFS and g.untyped_storage().resizable()
+    except Exception:
+        return False
+
+
+_FRESH_REFS = _calibrate()
 
 
 def _any_none(items: list[Any]) -> bool:

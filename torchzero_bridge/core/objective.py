@@ -337,7 +337,10 @@ class Objective:
         raise AssertionError("unreachable: the pool has two more buffers than the memo")
 
     def _collect_grad(self) -> np.ndarray:
-        g = self.flat.grad_if_any()
+        # gradients still referenced by remembered points must never be written to again
+        memo, b = self._memo, self._best
+        held = [e.g for e in memo] + ([] if b is None else [b.g])
+        g = self.flat.take_grad(held)
         if g is not None:
             return g
         if self._diff_params:

@@ -55,3 +55,22 @@ def test_large_single_tensor_matches_scipy_on_numpy(method: str, mode: str) -> N
     assert opt.result.nit == ref.nit
     np.testing.assert_allclose(w.detach().numpy(), ref.x, rtol=0, atol=1e-8)
     np.testing.assert_allclose(w.grad.numpy(), f_np(ref.x)[1], rtol=0, atol=1e-8)
+
+
+def test_objective_hands_over_fresh_gradients_and_copies_reused_ones() -> None:
+    addresses: list[int] = []
+    for mode in ("fresh", "reused buffer"):
+        w, closure = make(mode)
+
+        def spy(backward: bool = True, closure=closure, w=w) -> torch.Tensor:
+            loss = closure(backward)
+            if backward:
+                addresses.append(w.grad.data_ptr())
+            return loss
+
+        obj = tzb.Objective(tzb.FlatParams([w]), spy)
+        gs = [obj.grad(np.full(N, float(i))) for i in range(3)]
+        for i, g in enumerate(gs):  # every array keeps its own point's gradient
+            np.testing.assert_allclose(g, f_np(np.full(N, float(i)))[1], rtol=1e-12, atol=1e-12)
+        shared = [g.ctypes.data == a for g, a in zip(gs, addresses[-3:])]
+        assert shared == ([True] * 3 if mode == "fresh" else [False] * 3)

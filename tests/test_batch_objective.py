@@ -11,7 +11,7 @@ import torch
 
 import torchzero_bridge as tzb
 
-CHUNKS: list[Any] = [None, 1, 5, 64]
+CHUNKS: list[Any] = [None, 1, 5, 64, "auto"]
 
 
 def one_at_a_time(flat: tzb.FlatParams, model: torch.nn.Module, loss: Callable[..., Any], inputs: tuple, P: Any) -> Any:
@@ -112,6 +112,30 @@ def test_chunks_give_the_same_losses() -> None:
     flat = tzb.FlatParams(params)
     P = flat.read() + np.random.default_rng(2).normal(size=(50, flat.n))
     ref = tzb.BatchObjective(model, loss, *inputs, chunk_size=None).evaluate(flat, P)
-    for chunk in (1, 7, 50, 1000):
+    for chunk in (1, 7, 50, 1000, "auto"):
         np.testing.assert_array_equal(tzb.BatchObjective(model, loss, *inputs, chunk_size=chunk).evaluate(flat, P), ref)
     assert tzb.BatchObjective(model, loss, *inputs).evaluate(flat, np.empty((0, flat.n))).shape == (0,)
+
+
+def test_points_per_pass() -> None:
+    model = torch.nn.Linear(3, 1)
+    flat = tzb.FlatParams(model.parameters())
+    loss = lambda m, X: m(X).sum()  # noqa: E731
+
+    def per_pass(rows: int, pop: int = 5000, chunk: Any = "auto") -> int:
+        return tzb.BatchObjective(model, loss, torch.zeros(rows, 3), chunk_size=chunk).points_per_pass(flat, pop)
+
+    assert per_pass(32) == 1024  # at most 1024
+    assert per_pass(256) == 128
+    assert per_pass(569) == 32768 // 569
+    assert per_pass(10**6) == 16  # at least 16
+    assert per_pass(256, pop=100) == 100
+    assert per_pass(256, chunk=None) == 5000
+    assert per_pass(256, chunk=300) == 300 and per_pass(256, pop=7, chunk=300) == 7
+    assert tzb.BatchObjective(model, lambda m: m.weight.sum()).points_per_pass(flat, 5000) == 1024  # no inputs
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "all"])
+def test_bad_chunk_size(bad: Any) -> None:
+    with pytest.raises(ValueError, match="chunk_size: expected a positive int, None or 'auto'"):
+        tzb.BatchObjective(torch.nn.Linear(2, 1), lambda m: m.weight.sum(), chunk_size=bad)

@@ -4,7 +4,8 @@ Population solvers (differential evolution, nevergrad with several workers, part
 swarms...) ask for the loss at many points at once. Given a module and a *pure* loss
 function, :class:`BatchObjective` evaluates a whole population with
 ``torch.func.functional_call`` under ``torch.vmap``, in chunks of at most ``chunk_size``
-points to bound memory. A plain closure keeps working, one point at a time.
+points to bound memory (by default sized so that one pass's intermediates stay small on a
+CPU). A plain closure keeps working, one point at a time.
 
 Example:
     >>> import torch, numpy as np
@@ -24,7 +25,7 @@ the model's current parameters, and population solvers detect it and batch their
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ import torch
 from torchzero_bridge.core.flat import FlatParams
 
 __all__ = ["BatchObjective"]
+
+_AUTO_ROWS = 1 << 15  # "auto" chunks on CPU: about this many data rows (points x rows) per pass
+_AUTO_MIN, _AUTO_MAX = 16, 1024
 
 
 class _LossModule(torch.nn.Module):
@@ -55,11 +59,16 @@ class BatchObjective:
             updates of module state, no Python control flow on tensor values, no ``.item()``
             (``torch.vmap`` rules).
         *inputs: tensors (data, targets) passed to ``loss_fn`` after the model.
-        chunk_size: at most this many points per vectorized pass (``None`` = all at once).
+        chunk_size: at most this many points per vectorized pass. ``None``: the whole
+            population in one pass. ``"auto"`` (default): for parameters on the CPU, about
+            32768 / ``rows`` points per pass (at least 16, at most 1024), where ``rows`` is the
+            longest first dimension among the tensor ``inputs`` (1 without inputs), so that a
+            pass's intermediates stay near the CPU caches (a population of thousands evaluated
+            in one pass can run several times slower); on other devices, the whole population.
 
     Raises:
         TypeError: ``model`` is not a module or ``loss_fn`` is not callable.
-        ValueError: ``chunk_size`` is not a positive int.
+        ValueError: ``chunk_size`` is not a positive int, ``None`` or ``"auto"``.
     """
 
     def __init__(
@@ -67,16 +76,15 @@ class BatchObjective:
         model: torch.nn.Module,
         loss_fn: Callable[..., Any],
         *inputs: Any,
-        chunk_size: int | None = None,
+        chunk_size: int | Literal["auto"] | None = "auto",
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn: expected a callable loss_fn(model, *inputs), got {type(loss_fn).__name__}")
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")
+        positive = isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1
+        if not (positive or chunk_size is None or (isinstance(chunk_size, str) and chunk_size == "auto")):
+            raise ValueError(f"chunk_size: expected a positive int, None or 'auto', got {chunk_size!r}")
         self.model = model
         self.loss_fn = loss_fn
         self.inputs = inputs
@@ -152,13 +160,24 @@ class BatchObjective:
             Xt = torch.from_numpy(flat.round_integers(Xt.detach().to("cpu", torch.float64).numpy()))
         pop = Xt.shape[0]
         columns = _columns(flat, aliases, Xt)
-        step = max(1, pop if self.chunk_size is None else self.chunk_size)
+        step = max(1, self.points_per_pass(flat, pop))
         out = torch.empty(pop, dtype=torch.float64)
         for start in range(0, pop, step):
             stop = min(start + step, pop)
             params = columns if stop - start == pop else {k: v[start:stop] for k, v in columns.items()}
             out[start:stop] = self._vmapped(params).reshape(-1)
         return out.numpy()
+
+    def points_per_pass(self, flat: FlatParams, pop: int) -> int:
+        """How many of ``pop`` points one vectorized pass evaluates (see ``chunk_size``)."""
+        if self.chunk_size is None:
+            return pop
+        if self.chunk_size != "auto":
+            return min(pop, self.chunk_size)
+        if any(p.device.type != "cpu" for p in flat.params):
+            return pop
+        rows = max((t.shape[0] for t in self.inputs if isinstance(t, torch.Tensor) and t.ndim), default=1)
+        return min(pop, max(_AUTO_MIN, min(_AUTO_MAX, _AUTO_ROWS // max(1, rows))))
 
     def _call_one(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         # ``params`` already names every attribute holding an optimized tensor, once per module

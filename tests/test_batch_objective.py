@@ -139,3 +139,50 @@ def test_points_per_pass() -> None:
 def test_bad_chunk_size(bad: Any) -> None:
     with pytest.raises(ValueError, match="chunk_size: expected a positive int, None or 'auto'"):
         tzb.BatchObjective(torch.nn.Linear(2, 1), lambda m: m.weight.sum(), chunk_size=bad)
+
+
+class Weights(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("rows_one_by_one", [False, True])
+def test_objective_values_keeps_the_first_smallest_row(rows_one_by_one: bool) -> None:
+    model = Weights()
+    flat = tzb.FlatParams(model.parameters())
+    seen: list[float] = []
+    batches: list[np.ndarray] = []
+    # with on_eval alone every row is handled in turn; with on_evals too, the population at once
+    obj = tzb.Objective(
+        flat,
+        tzb.BatchObjective(model, lambda m: (m.w**2).sum()),
+        on_eval=seen.append,
+        on_evals=None if rows_one_by_one else batches.append,
+    )
+    f = obj.values(np.array([[2.0, 2.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    np.testing.assert_array_equal(f, [8.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(obj.best_x, [1.0, 0.0])  # ties: the first row wins, as row by row
+    assert obj.best_f == 1.0 and obj.nfev == 4
+    obj.values(np.array([[0.0, -1.0], [3.0, 0.0]]))  # no improvement: the best stays
+    np.testing.assert_array_equal(obj.best_x, [1.0, 0.0])
+    obj.values(np.array([[0.5, 0.0], [0.0, 0.25]]))
+    np.testing.assert_array_equal(obj.best_x, [0.0, 0.25])
+    assert obj.best_f == 0.0625 and obj.nfev == 8
+    if rows_one_by_one:
+        assert seen == [8.0, 1.0, 1.0, 1.0, 1.0, 9.0, 0.25, 0.0625] and not batches
+    else:
+        assert not seen and [b.tolist() for b in batches] == [[8.0, 1.0, 1.0, 1.0], [1.0, 9.0], [0.25, 0.0625]]
+    np.testing.assert_array_equal(model.w.detach().numpy(), [0.0, 0.0])  # batched passes leave the tensors alone
+
+
+def test_objective_values_with_a_non_finite_row() -> None:
+    model = Weights()
+    flat = tzb.FlatParams(model.parameters())
+    batches: list[np.ndarray] = []
+    obj = tzb.Objective(flat, tzb.BatchObjective(model, lambda m: (m.w**2).sum().sqrt().log()), on_evals=batches.append)
+    with pytest.warns(tzb.NonFiniteLossWarning):
+        f = obj.values(np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]]))  # log(0) = -inf
+    assert f.tolist() == [np.inf, 0.0, np.log(0.5)] and not batches
+    np.testing.assert_array_equal(obj.best_x, [0.5, 0.0])
+    assert obj.n_nonfinite == 1

@@ -86,6 +86,8 @@ def test_integers_allowed_only_on_request_and_rounded() -> None:
     assert i.tolist() == [1, -3, 8] and i.dtype == torch.int32
     assert m.tolist() == [True, False]
     np.testing.assert_array_equal(flat.round_integers(np.array([1.4, -2.6, 7.5, 0.7, 0.2])), [1, -3, 8, 1, 0])
+    rows = np.array([[1.4, -2.6, 7.5, 0.7, 0.2], [0.5, 2.5, -0.4, 0.4, 1.0]])  # a population, row by row
+    np.testing.assert_array_equal(flat.round_integers(rows), [[1, -3, 8, 1, 0], [0, 2, -0, 0, 1]])
 
 
 def test_group_bounds_scalars_tensors_and_per_tensor_lists() -> None:

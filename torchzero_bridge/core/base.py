@@ -168,6 +168,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
             deadline=deadline,
             timeout=self.timeout,
             on_eval=bar.update,
+            on_evals=bar.update_many,
             nonfinite=self.nonfinite,
             **self._objective_options(),  # type: ignore[arg-type]
         )

@@ -230,7 +230,10 @@ class FlatParams:
             r.copy_(v)
 
     def round_integers(self, x: np.ndarray) -> np.ndarray:
-        """Return ``x`` with integer entries rounded the way ``write`` rounds them."""
+        """Return ``x`` with integer entries rounded the way ``write`` rounds them.
+
+        ``x`` is one flat vector or a population with one flat vector per row.
+        """
         if not self.has_integers:
             return x
         x = np.array(x, dtype=np.float64, copy=True)
@@ -238,9 +241,9 @@ class FlatParams:
             r = self._real[i]
             sl = slice(self.offsets[i], self.offsets[i + 1])
             if r.dtype == torch.bool:
-                x[sl] = (x[sl] >= 0.5).astype(np.float64)
+                x[..., sl] = (x[..., sl] >= 0.5).astype(np.float64)
             elif _is_integer(r):
-                x[sl] = np.round(x[sl])
+                x[..., sl] = np.round(x[..., sl])
         return x
 
     # ------------------------------------------------------------------ gradients

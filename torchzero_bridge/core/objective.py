@@ -87,6 +87,8 @@ class Objective:
         deadline: ``time.perf_counter()`` value after which evaluations raise
             :class:`StopSolve`.
         on_eval: called with each new loss value (progress bars, logging).
+        on_evals: called once with all the losses of a batched evaluation (:meth:`values`)
+            when they are all finite, instead of ``on_eval`` once per row.
 
     Raises:
         ValueError: unknown ``hvp_method`` or ``nonfinite``.
@@ -103,6 +105,7 @@ class Objective:
         deadline: float | None = None,
         timeout: float | None = None,
         on_eval: Callable[[float], None] | None = None,
+        on_evals: Callable[[np.ndarray], None] | None = None,
     ) -> None:
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
@@ -126,6 +129,7 @@ class Objective:
         self.deadline = deadline
         self.timeout = timeout
         self.on_eval = on_eval
+        self.on_evals = on_evals
 
         self.nfev = 0
         self.ngev = 0
@@ -188,6 +192,14 @@ class Objective:
         self.check_deadline()
         f = self.batch.evaluate(self.flat, X)
         self.nfev += len(f)
+        if len(f) and (self.on_eval is None or self.on_evals is not None) and bool(np.isfinite(f).all()):
+            # all finite: the row loop below would end at the first smallest row, if it beats the best
+            i = int(np.argmin(f))
+            if f[i] < self.best_f:
+                self._set_best(_Point(self._copy_to_free(X[i]), float(f[i]), None, None))
+            if self.on_evals is not None:
+                self.on_evals(f)
+            return f
         for i in range(len(f)):
             fi = float(f[i])
             if not math.isfinite(fi):

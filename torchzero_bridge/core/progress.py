@@ -13,6 +13,8 @@ import math
 import time
 from typing import Any
 
+import numpy as np
+
 __all__ = ["Progress"]
 
 
@@ -44,6 +46,22 @@ class Progress:
         if bar is None:
             return
         bar.update(1)
+        now = time.perf_counter()
+        if now >= self._next_postfix:
+            bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
+            self._next_postfix = now + 0.2
+
+    def update_many(self, losses: np.ndarray) -> None:
+        """Record ``len(losses)`` evaluations at once (finite losses)."""
+        if len(losses) == 0:
+            return
+        low = float(np.min(losses))
+        if low < self.best:
+            self.best = low
+        bar = self._bar
+        if bar is None:
+            return
+        bar.update(len(losses))
         now = time.perf_counter()
         if now >= self._next_postfix:
             bar.set_postfix(best=f"{self.best:.6g}", refresh=False)

@@ -15,7 +15,7 @@ the best point seen).
 Part 2 trains a small MLP on scikit-learn's digits with RandomGrad + AdamW (test accuracy per
 epoch), beside SPSA + AdamW at the same number of closure runs and backprop AdamW for reference.
 
-Run (single thread, about three minutes on 2 cores)::
+Run (single thread, about two and a half minutes on 2 cores)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_zeroth_order.py
 

@@ -23,6 +23,7 @@ from torchzero_bridge.scipy import (
     DualAnnealingWrapper,
     MinimizeWrapper,
     SHGOWrapper,
+    newton_cg_armijo,
 )
 from torchzero_bridge.zeroth_order import (
     FDM,
@@ -91,4 +92,5 @@ __all__ = [
     "StopSolve",
     "SwarmOfOptimizers",
     "__version__",
+    "newton_cg_armijo",
 ]

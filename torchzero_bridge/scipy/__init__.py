@@ -5,6 +5,7 @@ from torchzero_bridge.scipy.differential_evolution import DifferentialEvolutionW
 from torchzero_bridge.scipy.direct import DirectWrapper
 from torchzero_bridge.scipy.dual_annealing import DualAnnealingWrapper
 from torchzero_bridge.scipy.minimize import MinimizeWrapper
+from torchzero_bridge.scipy.newton import newton_cg_armijo
 from torchzero_bridge.scipy.shgo import SHGOWrapper
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "DualAnnealingWrapper",
     "MinimizeWrapper",
     "SHGOWrapper",
+    "newton_cg_armijo",
 ]

@@ -135,3 +135,20 @@ def test_callable_method_receives_our_derivatives() -> None:
     v = np.array([1.0, -2.0, 0.5, 0.25])
     np.testing.assert_allclose(seen["hessp"](x, v), rosen_hess_prod(x, v), rtol=1e-12)
     np.testing.assert_allclose(seen["hess"](x), rosen_hess(x), rtol=1e-12)
+
+
+def test_callable_method_gets_exact_products_beside_an_estimator_jac() -> None:
+    """With a gradient estimator as jac, a callable method still gets autograd products (hvp_method default)."""
+    seen = {}
+
+    def my_method(fun, x0, args=(), jac=None, hess=None, hessp=None, **opts):
+        seen.update(jac=jac, hessp=hessp, hess=hess)
+        return minimize(fun, x0, jac=jac, method="BFGS")
+
+    model = Rosenbrock(X0[:2], X0[2:])
+    opt = tzb.MinimizeWrapper(model.parameters(), method=my_method, jac=tzb.FDM(formula="central3"))
+    opt.step(make_rosenbrock_closure(model, opt.zero_grad))
+    x = np.array([0.3, 0.2, 0.1, 0.5])
+    v = np.array([1.0, -2.0, 0.5, 0.25])
+    np.testing.assert_allclose(seen["hessp"](x, v), rosen_hess_prod(x, v), rtol=1e-12)
+    np.testing.assert_allclose(seen["jac"](x), rosen_der(x), rtol=1e-4)

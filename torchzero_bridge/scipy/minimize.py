@@ -318,7 +318,9 @@ def minimize_callables(
         kwargs["hess"] = args["hess"]
     if args.get("hessp") is not None:
         kwargs["hessp"] = args["hessp"]
-    if info is CUSTOM:
+    if info is CUSTOM:  # the method decides what it uses; products before dense matrices
+        if args.get("hess") is None and args.get("hessp") is None:
+            kwargs.setdefault("hessp", objective.hessp)
         kwargs.setdefault("hess", objective.hess)
     kwargs["options"] = options
     return fun, kwargs

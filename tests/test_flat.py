@@ -212,3 +212,17 @@ def test_take_grad_copies_small_float32_and_multi_tensor_gradients() -> None:
     ga = a.grad
     out = tzb.FlatParams([a, b]).take_grad()
     assert a.grad is ga and not np.shares_memory(out, ga.numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("silent", [True, False])
+def test_write_keeping_keeps_x_itself_and_writes_it(dtype: torch.dtype, silent: bool) -> None:
+    a = torch.zeros(BIG, dtype=dtype)
+    b = torch.zeros(2, 3, dtype=dtype)
+    flat = tzb.FlatParams([a, b])
+    flat.silent = silent
+    x = np.random.default_rng(0).normal(size=BIG + 6)
+    keep = np.full(BIG + 6, np.nan)
+    flat.write_keeping(x, keep)
+    np.testing.assert_array_equal(keep, x)  # x exactly, even where the tensors round it
+    np.testing.assert_array_equal(flat.read(), x.astype(torch.empty(0, dtype=dtype).numpy().dtype))

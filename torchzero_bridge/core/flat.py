@@ -220,6 +220,30 @@ class FlatParams:
             if enabled:
                 torch._C._set_grad_enabled(True)
 
+    def write_keeping(self, x: np.ndarray, keep: np.ndarray) -> None:
+        """:meth:`write` ``x`` and leave a copy of it in ``keep`` (the same length).
+
+        For large vectors, while :attr:`silent` is set and every tensor is float64 on the CPU,
+        the parameters hold ``x`` exactly, so the copy is taken from them right after the
+        write, while they are still in cache. Otherwise ``x`` is copied into ``keep`` first
+        and written from there.
+
+        Example:
+            >>> w = torch.zeros(3, dtype=torch.float64)
+            >>> keep = np.empty(3)
+            >>> FlatParams([w]).write_keeping(np.array([1.0, 2.0, 3.0]), keep)
+            >>> keep.tolist(), w.tolist()
+            ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+        """
+        targets = self._np_targets
+        if self.silent and targets is not None and self.n >= _LARGE:
+            self.write(x)
+            for arr, a, b in targets:
+                np.copyto(keep[a:b], arr)
+            return
+        np.copyto(keep, x, casting="unsafe")
+        self.write(keep)
+
     @staticmethod
     def _copy_slow(r: torch.Tensor, v: torch.Tensor) -> None:
         if r.dtype == torch.bool:

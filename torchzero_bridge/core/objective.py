@@ -299,8 +299,8 @@ class Objective:
         if e is not None and (not need_grad or e.g is not None) and (not graph or e.graph is not None):
             return e
         self.check_deadline()
-        buf = self._copy_to_free(x)
-        self.flat.write(buf)
+        buf = self._free_buffer()
+        self.flat.write_keeping(x, buf)
         gr = None
         if graph:
             f, g, gr = self._run_graph()
@@ -337,16 +337,21 @@ class Objective:
             old.graph = None
         self._best = e
 
-    def _copy_to_free(self, x: np.ndarray) -> np.ndarray:
+    def _free_buffer(self) -> np.ndarray:
+        """A pooled buffer no remembered point uses."""
         memo = self._memo  # at most _MEMO_SIZE == 2 entries
         m0 = memo[0].x if memo else None
         m1 = memo[1].x if len(memo) > 1 else None
         bx = None if self._best is None else self._best.x
         for b in self._pool:
             if b is not m0 and b is not m1 and b is not bx:
-                np.copyto(b, x)
                 return b
         raise AssertionError("unreachable: the pool has two more buffers than the memo")
+
+    def _copy_to_free(self, x: np.ndarray) -> np.ndarray:
+        b = self._free_buffer()
+        np.copyto(b, x)
+        return b
 
     def _collect_grad(self) -> np.ndarray:
         # gradients still referenced by remembered points must never be written to again

@@ -52,12 +52,13 @@ def main() -> None:
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=HERE.parent)
         seconds = time.perf_counter() - t
-        print(proc.stdout[-4000:], flush=True)
+        stdout = proc.stdout.replace(str(HERE.parent) + os.sep, "")  # paths relative to the repository
+        print(stdout[-4000:], flush=True)
         if proc.returncode != 0:
             failed.append(name)
             print(proc.stderr[-4000:], file=sys.stderr)
         status = "" if proc.returncode == 0 else f" — FAILED (exit {proc.returncode})"
-        (RESULTS / f"{name}.out.md").write_text(f"## {name}{status}\n\n`{shown}` ({seconds:.0f} s)\n\n{proc.stdout}\n")
+        (RESULTS / f"{name}.out.md").write_text(f"## {name}{status}\n\n`{shown}` ({seconds:.0f} s)\n\n{stdout}\n")
     # the summary holds the latest output of every benchmark, whichever were run this time
     sections = [
         "# Benchmark summary\n\n",

@@ -152,3 +152,24 @@ def test_callable_method_gets_exact_products_beside_an_estimator_jac() -> None:
     v = np.array([1.0, -2.0, 0.5, 0.25])
     np.testing.assert_allclose(seen["hessp"](x, v), rosen_hess_prod(x, v), rtol=1e-12)
     np.testing.assert_allclose(seen["jac"](x), rosen_der(x), rtol=1e-4)
+
+
+def test_callable_method_with_a_plain_closure_gets_no_autograd_products() -> None:
+    """A plain closure cannot give double-backward products: the method sees no hessp then."""
+    seen = {}
+
+    def my_method(fun, x0, args=(), jac=None, hess=None, hessp=None, **opts):
+        seen.update(hessp=hessp, hess=hess)
+        return minimize(fun, x0, jac=jac, method="BFGS")
+
+    model = Rosenbrock(X0[:2], X0[2:])
+    params = list(model.parameters())
+
+    def plain() -> torch.Tensor:
+        return model.forward()
+
+    for jac in (tzb.FDM(formula="central3"), False):
+        opt = tzb.MinimizeWrapper(params, method=my_method, jac=jac)
+        opt.step(plain)
+        assert seen["hessp"] is None and seen["hess"] is not None
+        np.testing.assert_allclose(opt.result.x, np.ones(4), atol=1e-3)

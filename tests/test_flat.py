@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -174,7 +175,25 @@ def _borrowed(w: torch.Tensor, keep: list) -> None:
     w.grad = torch.from_numpy(arr)  # memory owned by numpy
 
 
-@pytest.mark.parametrize("assign", [_reused, _view, _borrowed])
+def _other_grad(w: torch.Tensor, keep: list) -> None:
+    v = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    (v * 1.0).sum().backward()
+    keep.append(v)
+    w.grad = v.grad  # also v's gradient: v.grad.zero_() would change it
+
+
+def _weakly_held(w: torch.Tensor, keep: list) -> None:
+    w.grad = torch.ones(BIG, dtype=torch.float64)
+    keep.append(weakref.ref(w.grad))
+
+
+def _saved_in_graph(w: torch.Tensor, keep: list) -> None:
+    w.grad = torch.ones(BIG, dtype=torch.float64)
+    u = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    keep.append((u * w.grad).sum())  # the graph keeps the gradient tensor for its backward
+
+
+@pytest.mark.parametrize("assign", [_reused, _view, _borrowed, _other_grad, _weakly_held, _saved_in_graph])
 def test_take_grad_copies_gradients_held_elsewhere(assign: Any) -> None:
     w = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
     flat = tzb.FlatParams([w])
@@ -226,3 +245,15 @@ def test_write_keeping_keeps_x_itself_and_writes_it(dtype: torch.dtype, silent: 
     flat.write_keeping(x, keep)
     np.testing.assert_array_equal(keep, x)  # x exactly, even where the tensors round it
     np.testing.assert_array_equal(flat.read(), x.astype(torch.empty(0, dtype=dtype).numpy().dtype))
+
+
+def test_write_keeping_keeps_x_when_large_tensors_share_memory() -> None:
+    base = torch.zeros(2 * BIG, dtype=torch.float64)
+    a = base[:BIG].requires_grad_(True)  # leaf views of one block, overlapping
+    b = base[BIG // 2 : BIG // 2 + BIG].requires_grad_(True)
+    flat = tzb.FlatParams([a, b])
+    flat.silent = True
+    x = np.arange(2 * BIG, dtype=np.float64)
+    keep = np.empty(2 * BIG)
+    flat.write_keeping(x, keep)
+    np.testing.assert_array_equal(keep, x)

@@ -99,6 +99,19 @@ def test_dense_hess_is_used_without_hessp_once_per_iteration() -> None:
     np.testing.assert_allclose(res.x, ref.x, rtol=1e-12)
 
 
+def test_sparse_and_linear_operator_hessians_work_like_dense_ones() -> None:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.linalg import aslinearoperator
+
+    opts = {"cg_rtol": 1e-10}
+    ref = minimize(rosen, START, jac=rosen_der, hess=rosen_hess, method=tzb.newton_cg_armijo, options=opts)
+    for wrap in (csr_matrix, aslinearoperator):
+        hess = lambda x, w=wrap: w(rosen_hess(x))  # noqa: E731
+        res = minimize(rosen, START, jac=rosen_der, hess=hess, method=tzb.newton_cg_armijo, options=opts)
+        assert res.nit == ref.nit
+        np.testing.assert_allclose(res.x, ref.x, rtol=1e-12)
+
+
 @pytest.mark.parametrize("x0", [[0.1, 1.0], [0.1, 0.0], [-0.2, 0.5]])
 def test_negative_curvature_leads_away_from_the_saddle(x0: list[float]) -> None:
     # at [0.1, 0] the very first CG direction has negative curvature (scaled steepest descent)
@@ -157,6 +170,14 @@ def test_callback_styles_and_stop_iteration() -> None:
     xs: list = []
     res = minimize(rosen, START, jac=rosen_der, hessp=rosen_hess_prod, method=tzb.newton_cg_armijo, callback=xs.append)
     assert len(xs) == res.nit and np.array_equal(xs[-1], res.x)
+    # as in scipy, only a callback whose sole parameter is intermediate_result gets the new style
+    old_style: list = []
+
+    def both(xk: np.ndarray, intermediate_result: object = None) -> None:
+        old_style.append((xk, intermediate_result))
+
+    res = minimize(rosen, START, jac=rosen_der, hessp=rosen_hess_prod, method=tzb.newton_cg_armijo, callback=both)
+    assert len(old_style) == res.nit and old_style[-1][1] is None and np.array_equal(old_style[-1][0], res.x)
 
 
 # ---------------------------------------------------------------------- bad input

@@ -23,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import sys
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -149,6 +151,7 @@ class FlatParams:
             if np_ok
             else None
         )
+        self._targets_disjoint = self._np_targets is not None and _disjoint([t[0] for t in self._np_targets])
         self._plain = not self._slow and not any(p.is_complex() for p in self.params)
         self._grad_buf = torch.empty(self.n, dtype=torch.float64)
         self._grad_np: np.ndarray = self._grad_buf.numpy()
@@ -236,7 +239,7 @@ class FlatParams:
             ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
         """
         targets = self._np_targets
-        if self.silent and targets is not None and self.n >= _LARGE:
+        if self.silent and targets is not None and self._targets_disjoint and self.n >= _LARGE:
             self.write(x)
             for arr, a, b in targets:
                 np.copyto(keep[a:b], arr)
@@ -333,9 +336,10 @@ class FlatParams:
         gradient nothing else references (the fresh tensor a backward pass leaves in
         ``p.grad``), the result is a numpy view of that gradient and ``p.grad`` is set to
         ``None``, so the next backward pass allocates a new tensor instead of writing into the
-        returned array. That saves a full copy of the vector per gradient. A gradient the
-        closure keeps elsewhere (a reused buffer, a view, memory borrowed from numpy), or one
-        sharing memory with an array in ``held``, is copied as usual.
+        returned array. That saves a full copy of the vector per gradient. A gradient anything
+        else can still reach (a buffer the closure reuses, another tensor's ``.grad``, a view,
+        an autograd graph, a weak reference, memory borrowed from numpy), or one sharing memory
+        with an array in ``held``, is copied as usual.
 
         Args:
             held: gradients returned earlier that are still in use.
@@ -349,6 +353,7 @@ class FlatParams:
         if self._take_ok:
             p = self.params[0]
             g = p.grad
+            probe = _probe_grad()
             if (
                 g is not None
                 and g.dtype == torch.float64
@@ -358,7 +363,7 @@ class FlatParams:
                 and g.shape == p.shape
                 and not g.is_conj()
                 and not g.is_neg()
-                and _sole_owner(g)
+                and _owned_like(g, probe)
             ):
                 arr = g.detach().numpy().reshape(-1)
                 if not any(h is not None and np.may_share_memory(arr, h) for h in held):
@@ -473,38 +478,48 @@ class FlatParams:
         return out.reshape(-1)
 
 
-def _ownership(t: torch.Tensor) -> tuple[int, int]:
-    """Python references to ``t`` and owners of its storage (depends on the call depth)."""
-    return sys.getrefcount(t), int(torch._C._storage_Use_Count(t.untyped_storage()._cdata))
+def _ownership(t: torch.Tensor) -> tuple[int, int, int]:
+    """Python references to ``t``, C++ owners of ``t``, and owners of its storage."""
+    return (
+        sys.getrefcount(t),
+        int(t._use_count()),  # type: ignore[attr-defined]
+        int(torch._C._storage_Use_Count(t.untyped_storage()._cdata)),
+    )
 
 
-def _probe(t: torch.Tensor) -> tuple[int, int]:
-    return _ownership(t)  # called at the same depth as from _sole_owner
+_PROBE: list[torch.Tensor] = []
 
 
-def _calibrate() -> tuple[int, int] | None:
-    """The counts seen for a fresh gradient that only ``p.grad`` and one local hold."""
-    try:
-        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-        (w * 2.0).sum().backward()
-        g = w.grad
-        assert g is not None
-        return _probe(g)
-    except Exception:  # a torch without these internals: gradients are always copied
-        return None
+def _probe_grad() -> torch.Tensor | None:
+    """A gradient that only its tensor's ``.grad`` holds: what a fresh backward pass leaves."""
+    if not _PROBE:
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+                w.grad = torch.zeros(1, dtype=torch.float64)
+            _PROBE.append(w)
+        except Exception:  # no such tensor can be made here: gradients are always copied
+            return None
+    return _PROBE[0].grad
 
 
-def _sole_owner(g: torch.Tensor) -> bool:
-    """Only ``p.grad`` and the caller's local hold ``g``; it owns storage torch allocated."""
-    if _FRESH_REFS is None:
+def _owned_like(g: torch.Tensor, probe: torch.Tensor | None) -> bool:
+    """``g`` has exactly the owners ``probe`` has (counted at the same call depth, so tracers
+    and debuggers shift both alike), no weak references, and memory torch allocated."""
+    if probe is None:
         return False
     try:
-        return _ownership(g) == _FRESH_REFS and g.untyped_storage().resizable()
-    except Exception:
+        return (
+            _ownership(g) == _ownership(probe) and weakref.getweakrefcount(g) == 0 and g.untyped_storage().resizable()
+        )
+    except Exception:  # a torch without these internals: copy
         return False
 
 
-_FRESH_REFS = _calibrate()
+def _disjoint(arrays: list[np.ndarray]) -> bool:
+    """No two of these contiguous arrays share memory."""
+    spans = sorted((a.__array_interface__["data"][0], a.nbytes) for a in arrays)
+    return all(start + size <= nxt for (start, size), (nxt, _) in itertools.pairwise(spans))
 
 
 def _any_none(items: list[Any]) -> bool:

@@ -318,9 +318,10 @@ def minimize_callables(
         kwargs["hess"] = args["hess"]
     if args.get("hessp") is not None:
         kwargs["hessp"] = args["hessp"]
-    if info is CUSTOM:  # the method decides what it uses; products before dense matrices
-        if args.get("hess") is None and args.get("hessp") is None:
-            kwargs.setdefault("hessp", objective.hessp)
+    if info is CUSTOM:  # the method decides what it uses
+        products_ok = objective.hvp_method != "autograd" or objective.adapter.has_graph
+        if products_ok and args.get("hess") is None and args.get("hessp") is None:
+            kwargs.setdefault("hessp", objective.hessp)  # never for a plain closure, which has no graph
         kwargs.setdefault("hess", objective.hess)
     kwargs["options"] = options
     return fun, kwargs

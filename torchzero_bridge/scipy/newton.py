@@ -95,8 +95,8 @@ def newton_cg_armijo(
         x0: the starting point (flattened to a float64 vector).
         args: extra arguments for ``fun``, ``jac``, ``hess`` and ``hessp``.
         jac: the gradient ``jac(x, *args)``; required.
-        hess: the dense Hessian ``hess(x, *args)``; used only without ``hessp`` (one call per
-            iteration, products taken from it).
+        hess: the Hessian ``hess(x, *args)`` (an array, sparse matrix or LinearOperator); used
+            only without ``hessp`` (one call per iteration, products taken from it).
         hessp: the Hessian-vector product ``hessp(x, p, *args)``; preferred over ``hess``.
         bounds: not supported; given anyway, they are ignored with an ``IgnoredOptionWarning``.
         constraints: not supported; ignored with an ``IgnoredOptionWarning``.
@@ -247,13 +247,16 @@ def _product(
     dense_of = hess
 
     def at_dense(x: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        cache: list[np.ndarray] = []
+        cache: list[Any] = []
 
         def mv(v: np.ndarray) -> np.ndarray:
             if not cache:  # evaluated on the first product only
                 counts["nhev"] += 1
-                cache.append(np.asarray(dense_of(x, *args), dtype=np.float64).reshape(x.size, x.size))
-            return cache[0] @ v
+                H: Any = dense_of(x, *args)
+                if isinstance(H, (np.ndarray, list, tuple)):
+                    H = np.asarray(H, dtype=np.float64).reshape(x.size, x.size)
+                cache.append(H)  # else a sparse matrix or LinearOperator: used through ``@``
+            return np.asarray(cache[0] @ v, dtype=np.float64).reshape(-1)
 
         return mv
 
@@ -314,11 +317,11 @@ def _armijo(
 
 
 def _callback_caller(callback: Callable[..., Any] | None) -> Callable[[np.ndarray, float], None] | None:
-    """Call ``callback`` scipy's way: ``intermediate_result=`` when it names that parameter, else ``x``."""
+    """Call ``callback`` scipy's way: ``intermediate_result=`` when that is its only parameter, else ``x``."""
     if callback is None:
         return None
     try:
-        new_style = "intermediate_result" in inspect.signature(callback).parameters
+        new_style = set(inspect.signature(callback).parameters) == {"intermediate_result"}
     except (TypeError, ValueError):  # builtins without a signature
         new_style = False
 

@@ -38,14 +38,14 @@ class Progress:
                 raise ImportError("progress=True needs tqdm: pip install tqdm") from e
             self._bar = tqdm(total=total, desc=desc, unit="eval", leave=True)
 
-    def update(self, loss: float) -> None:
-        """Record one evaluation with loss ``loss``."""
+    def update(self, loss: float, count: int = 1) -> None:
+        """Record ``count`` evaluations (default one) whose lowest loss is ``loss``."""
         if loss < self.best:
             self.best = loss
         bar = self._bar
         if bar is None:
             return
-        bar.update(1)
+        bar.update(count)
         now = time.perf_counter()
         if now >= self._next_postfix:
             bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
@@ -53,19 +53,8 @@ class Progress:
 
     def update_many(self, losses: np.ndarray) -> None:
         """Record ``len(losses)`` evaluations at once (finite losses)."""
-        if len(losses) == 0:
-            return
-        low = float(np.min(losses))
-        if low < self.best:
-            self.best = low
-        bar = self._bar
-        if bar is None:
-            return
-        bar.update(len(losses))
-        now = time.perf_counter()
-        if now >= self._next_postfix:
-            bar.set_postfix(best=f"{self.best:.6g}", refresh=False)
-            self._next_postfix = now + 0.2
+        if len(losses):
+            self.update(float(np.min(losses)), len(losses))
 
     def close(self) -> None:
         """Finish the bar (shows the final best loss)."""

@@ -53,6 +53,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "global.json"
 ACTIVATIONS: dict[str, type[torch.nn.Module]] = {"Tanh": torch.nn.Tanh, "ReLU": torch.nn.ReLU, "SiLU": torch.nn.SiLU}
 GRID = [(12, 32), (12, 256), (24, 32), (24, 256), (48, 32), (48, 256)]  # (hidden, samples): 121, 241, 481 params
 BOUND = 2.0
+# the DE settings of every run here, the bridge's and scipy's replay alike (they must match)
+DE_OPTIONS: dict[str, Any] = {"rng": 0, "popsize": 15, "tol": 0.0, "polish": False, "updating": "deferred"}
 
 
 class Problem:
@@ -134,13 +136,9 @@ def run_de(model: torch.nn.Module, closure: Any, generations: int) -> tuple[tzb.
     start = [p.detach().clone() for p in model.parameters()]
     opt = tzb.DifferentialEvolutionWrapper(
         [{"params": list(model.parameters()), "bounds": (-BOUND, BOUND)}],
-        rng=0,
-        popsize=15,
         maxiter=generations,
-        tol=0.0,
-        polish=False,
-        updating="deferred",
         threads=1,
+        **DE_OPTIONS,
     )
     t0 = time.perf_counter()
     opt.step(closure)
@@ -224,13 +222,9 @@ def measure(problem: Problem, generations: int, chunks: list[Any], repeats: int)
         ref = differential_evolution(
             recorded,
             [(-BOUND, BOUND)] * n,
-            rng=0,
-            popsize=15,
             maxiter=generations,
-            tol=0.0,
-            polish=False,
-            updating="deferred",
             x0=x0,
+            **DE_OPTIONS,
         )
         return ref, time.perf_counter() - t0
 
@@ -248,7 +242,7 @@ def measure(problem: Problem, generations: int, chunks: list[Any], repeats: int)
             with timed_population_calls() as in_values:
                 opt, seconds = run_de(model, batch, generations)
             r = batched.setdefault(str(chunk_size), {"chunk": chunk_size, "opt": opt})
-            r["per_pass"] = batch.points_per_pass(tzb.FlatParams(model.parameters()), 15 * n)
+            r["per_pass"] = batch.points_per_pass(tzb.FlatParams(model.parameters()), DE_OPTIONS["popsize"] * n)
             r["seconds"] = min(r.get("seconds", float("inf")), seconds)
             r["values_seconds"] = min(r.get("values_seconds", float("inf")), in_values[0])
             r["passes_seconds"] = min(r.get("passes_seconds", float("inf")), batch.seconds)
@@ -264,7 +258,7 @@ def measure(problem: Problem, generations: int, chunks: list[Any], repeats: int)
         "samples": samples,
         "features": X.shape[1],
         "hidden": problem.hidden,
-        "population": 15 * n,
+        "population": DE_OPTIONS["popsize"] * n,
         "generations": generations,
         "repeats": repeats,
         "chunk_size": best["chunk"],
@@ -334,7 +328,8 @@ def main() -> None:
         r["activation_kernel_us_per_eval"] = r["samples"] * r["hidden"] * kernels[KERNEL_OF[r["activation"]]] / 1e3
 
     print(
-        f"Differential evolution, popsize 15, {args.generations} generations, updating='deferred', 1 thread, "
+        f"Differential evolution, popsize {DE_OPTIONS['popsize']}, {args.generations} generations, "
+        f"updating={DE_OPTIONS['updating']!r}, 1 thread, "
         f"float32, best of {args.repeats} interleaved repetitions"
     )
     head = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -233,21 +234,62 @@ def test_take_grad_copies_small_float32_and_multi_tensor_gradients() -> None:
     assert a.grad is ga and not np.shares_memory(out, ga.numpy())
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def torch_threads(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Large silent copies go through numpy with one torch thread and through torch with more."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex128])
 @pytest.mark.parametrize("silent", [True, False])
-def test_write_keeping_keeps_x_itself_and_writes_it(dtype: torch.dtype, silent: bool) -> None:
+def test_write_keeping_keeps_x_itself_and_writes_it(dtype: torch.dtype, silent: bool, torch_threads: int) -> None:
     a = torch.zeros(BIG, dtype=dtype)
     b = torch.zeros(2, 3, dtype=dtype)
     flat = tzb.FlatParams([a, b])
     flat.silent = silent
-    x = np.random.default_rng(0).normal(size=BIG + 6)
-    keep = np.full(BIG + 6, np.nan)
+    n = flat.n
+    x = np.random.default_rng(0).normal(size=n)
+    keep = np.full(n, np.nan)
     flat.write_keeping(x, keep)
     np.testing.assert_array_equal(keep, x)  # x exactly, even where the tensors round it
-    np.testing.assert_array_equal(flat.read(), x.astype(torch.empty(0, dtype=dtype).numpy().dtype))
+    real = torch.empty(0, dtype=dtype)
+    real = torch.view_as_real(real) if real.is_complex() else real
+    np.testing.assert_array_equal(flat.read(), x.astype(real.numpy().dtype))
+    assert a.data_ptr() == flat.params[0].data_ptr()  # written in place
 
 
-def test_write_keeping_keeps_x_when_large_tensors_share_memory() -> None:
+@pytest.mark.parametrize("x_kind", ["contiguous", "reversed", "float32"])
+def test_silent_large_writes_take_any_vector(x_kind: str, torch_threads: int) -> None:
+    a = torch.zeros(BIG, dtype=torch.float64)
+    b = torch.zeros(4, 5, dtype=torch.float64)
+    flat = tzb.FlatParams([a, b])
+    flat.silent = True
+    x = np.arange(flat.n, dtype=np.float64)
+    x = {"contiguous": x, "reversed": x[::-1], "float32": x.astype(np.float32)}[x_kind]
+    flat.write(x)
+    np.testing.assert_array_equal(flat.read(), x.astype(np.float64))
+    np.testing.assert_array_equal(b.numpy().ravel(), x[BIG:])
+
+
+@pytest.mark.parametrize("sizes", [[5 * BIG // 2, 7], [3, BIG + 1, 2 * BIG]], ids=["uneven-pieces", "three-tensors"])
+def test_write_keeping_in_pieces_copies_every_entry(sizes: list[int], torch_threads: int) -> None:
+    params = [torch.zeros(k, dtype=torch.float64, requires_grad=True) for k in sizes]
+    flat = tzb.FlatParams(params)
+    flat.silent = True
+    x = np.random.default_rng(1).normal(size=flat.n)
+    keep = np.full(flat.n, np.nan)
+    version = flat.version
+    flat.write_keeping(x, keep)
+    np.testing.assert_array_equal(keep, x)
+    np.testing.assert_array_equal(torch.cat([p.detach() for p in params]).numpy(), x)
+    assert flat.version == version + 1
+    assert all(p._version == 0 for p in params)  # silent: autograd version counters untouched
+
+
+def test_write_keeping_keeps_x_when_large_tensors_share_memory(torch_threads: int) -> None:
     base = torch.zeros(2 * BIG, dtype=torch.float64)
     a = base[:BIG].requires_grad_(True)  # leaf views of one block, overlapping
     b = base[BIG // 2 : BIG // 2 + BIG].requires_grad_(True)

@@ -37,6 +37,7 @@ __all__ = ["BoundsLike", "FlatParams"]
 BoundsLike = Any  # None | number | Tensor | sequence of those (one per tensor in the group)
 
 _LARGE = 1 << 16  # from this many entries, copies go straight between x and the tensors
+_PIECE = 1 << 16  # entries per piece when a large write also keeps a copy (fits in a core's L2)
 
 _INTEGER_DTYPES = (
     torch.uint8,
@@ -152,6 +153,8 @@ class FlatParams:
             else None
         )
         self._targets_disjoint = self._np_targets is not None and _disjoint([t[0] for t in self._np_targets])
+        self._spans = list(zip(self.offsets, self.offsets[1:]))
+        self._flat_data = [r.data.view(-1) for r in self._real] if self._np_targets is not None else []
         self._plain = not self._slow and not any(p.is_complex() for p in self.params)
         self._grad_buf = torch.empty(self.n, dtype=torch.float64)
         self._grad_np: np.ndarray = self._grad_buf.numpy()
@@ -195,6 +198,10 @@ class FlatParams:
         """
         self.version += 1
         if self.silent and self._np_targets is not None:
+            if self.n >= _LARGE and torch.get_num_threads() > 1 and x.dtype == np.float64 and x.flags.c_contiguous:
+                xt = torch.from_numpy(x)  # torch copies large vectors on all its threads
+                torch._foreach_copy_(self._flat_data, [xt[a:b] for a, b in self._spans])
+                return
             for arr, a, b in self._np_targets:  # one copy per tensor, no intermediate buffer
                 np.copyto(arr, x[a:b], casting="unsafe")
             return
@@ -228,8 +235,9 @@ class FlatParams:
 
         For large vectors, while :attr:`silent` is set and every tensor is float64 on the CPU,
         the parameters hold ``x`` exactly, so the copy is taken from them right after the
-        write, while they are still in cache. Otherwise ``x`` is copied into ``keep`` first
-        and written from there.
+        write, while they are still in cache: piece by piece with one torch thread, tensor by
+        tensor with torch's threads when there are several. Otherwise ``x`` is copied into
+        ``keep`` first and written from there.
 
         Example:
             >>> w = torch.zeros(3, dtype=torch.float64)
@@ -240,9 +248,18 @@ class FlatParams:
         """
         targets = self._np_targets
         if self.silent and targets is not None and self._targets_disjoint and self.n >= _LARGE:
-            self.write(x)
-            for arr, a, b in targets:
-                np.copyto(keep[a:b], arr)
+            if torch.get_num_threads() > 1 and keep.dtype == np.float64 and keep.flags.c_contiguous:
+                self.write(x)
+                kt = torch.from_numpy(keep)
+                torch._foreach_copy_([kt[a:b] for a, b in self._spans], self._flat_data)
+                return
+            self.version += 1
+            for arr, a, b in targets:  # piece by piece, so the second copy reads from cache
+                for s in range(0, b - a, _PIECE):
+                    e = min(s + _PIECE, b - a)
+                    piece = arr[s:e]
+                    np.copyto(piece, x[a + s : a + e], casting="unsafe")
+                    np.copyto(keep[a + s : a + e], piece)
             return
         np.copyto(keep, x, casting="unsafe")
         self.write(keep)

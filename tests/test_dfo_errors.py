@@ -36,7 +36,7 @@ CONSTRUCTION = [
     (
         lambda: tzb.RandomWalk(w(), target_rate=1.0),
         ValueError,
-        r"RandomWalk: target_rate expected a number in \(0, 1\)",
+        r"RandomWalk: target_rate expected a finite number in \(0, 1\)",
     ),
     (
         lambda: tzb.SecondOrderRandomWalk(w(), turn=0.0),
@@ -64,7 +64,7 @@ CONSTRUCTION = [
     (
         lambda: tzb.ShrinkingRandomSearch(w(), final_scale=2.0),
         ValueError,
-        r"ShrinkingRandomSearch: final_scale expected a number in \(0, 1\]",
+        r"ShrinkingRandomSearch: final_scale expected a finite number in \(0, 1\]",
     ),
     (
         lambda: tzb.GridSearch(w(), step=0.1),
@@ -102,9 +102,9 @@ CONSTRUCTION = [
     (
         lambda: tzb.SequentialSearch(w(), shrink=1.0),
         ValueError,
-        r"SequentialSearch: shrink expected a number in \(0, 1\)",
+        r"SequentialSearch: shrink expected a finite number in \(0, 1\)",
     ),
-    (lambda: tzb.SequentialSearch(w(), grow=0.5), ValueError, r"SequentialSearch: grow expected a number >= 1"),
+    (lambda: tzb.SequentialSearch(w(), grow=0.5), ValueError, r"SequentialSearch: grow expected a finite number >= 1"),
     (
         lambda: tzb.SimulatedAnnealing(w(), init_temp=0.0),
         ValueError,

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from scipy.optimize import OptimizeResult
 
+from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
-from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
 
 if TYPE_CHECKING:
     import nevergrad as ng
@@ -252,10 +252,10 @@ class NevergradWrapper(BridgeOptimizer):
         threads: ThreadsSpec = "auto",
         nonfinite: NonFinitePolicy = "inf",
     ) -> None:
-        check_positive_int(budget, "budget", "NevergradWrapper")
+        check_int(budget, "budget", "NevergradWrapper")
         if evals_per_step is not None:
-            check_positive_int(evals_per_step, "evals_per_step", "NevergradWrapper")
-        check_positive_int(num_workers, "num_workers", "NevergradWrapper")
+            check_int(evals_per_step, "evals_per_step", "NevergradWrapper")
+        check_int(num_workers, "num_workers", "NevergradWrapper")
         if sigma is not None:
             check_positive(sigma, "sigma", "NevergradWrapper")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from scipy.optimize import OptimizeResult
 
+from torchzero_bridge._checks import check_int
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
-from torchzero_bridge.zeroth_order.common import check_positive_int
 
 if TYPE_CHECKING:
     import optuna
@@ -282,7 +282,7 @@ class OptunaWrapper(BridgeOptimizer):
         nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         opt = _optuna()
-        check_positive_int(n_trials, "n_trials", "OptunaWrapper")
+        check_int(n_trials, "n_trials", "OptunaWrapper")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
         if study_name is not None and not isinstance(study_name, str):

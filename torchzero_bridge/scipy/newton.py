@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult
 
+from torchzero_bridge._checks import check_int, check_real
 from torchzero_bridge.errors import IgnoredOptionWarning
 
 __all__ = ["newton_cg_armijo"]
@@ -148,18 +149,18 @@ def newton_cg_armijo(
         raise ValueError(f"{_NAME}: hessp (a callable hessp(x, p, *args)) or a callable hess is required")
     n = int(np.size(x0))
     if gtol is not None:
-        gtol = _check_number("gtol", gtol, low=0.0, low_open=False)
+        gtol = check_real(gtol, "option gtol", _NAME, low_open=False)
     elif tol is not None:
-        gtol = _check_number("tol", tol, low=0.0, low_open=False)
+        gtol = check_real(tol, "option tol", _NAME, low_open=False)
     else:
         gtol = 1e-5
-    maxiter = 200 * n if maxiter is None else _check_int("maxiter", maxiter, 0)
-    cg_maxiter = n if cg_maxiter is None else _check_int("cg_maxiter", cg_maxiter, 1)
+    maxiter = 200 * n if maxiter is None else check_int(maxiter, "option maxiter", _NAME, minimum=0)
+    cg_maxiter = n if cg_maxiter is None else check_int(cg_maxiter, "option cg_maxiter", _NAME)
     if cg_rtol is not None:
-        cg_rtol = _check_number("cg_rtol", cg_rtol, low=0.0, low_open=False)
-    c1 = _check_number("c1", c1, low=0.0, high=1.0)
-    backtrack = _check_number("backtrack", backtrack, low=0.0, high=1.0)
-    max_backtracks = _check_int("max_backtracks", max_backtracks, 1)
+        cg_rtol = check_real(cg_rtol, "option cg_rtol", _NAME, low_open=False)
+    c1 = check_real(c1, "option c1", _NAME, high=1.0)
+    backtrack = check_real(backtrack, "option backtrack", _NAME, high=1.0)
+    max_backtracks = check_int(max_backtracks, "option max_backtracks", _NAME)
     _warn_unused(bounds, constraints, unknown_options)
 
     counts = {"nfev": 0, "njev": 0, "nhev": 0}
@@ -355,21 +356,3 @@ def _warn_unused(bounds: Any, constraints: Any, unknown: dict[str, Any]) -> None
 
 
 _KNOWN = ("gtol", "tol", "maxiter", "cg_maxiter", "cg_rtol", "c1", "backtrack", "max_backtracks", "disp")
-
-
-def _check_number(name: str, value: Any, *, low: float, high: float | None = None, low_open: bool = True) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{_NAME}: option {name} expected a number, got {value!r}") from None
-    ok = math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v < high)
-    if not ok:
-        where = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g})'}"
-        raise ValueError(f"{_NAME}: option {name} expected a finite number in {where}, got {value!r}")
-    return v
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{_NAME}: option {name} expected an integer >= {low}, got {value!r}")
-    return int(value)

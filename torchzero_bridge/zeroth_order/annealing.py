@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchzero_bridge.zeroth_order.common import check_positive
+from torchzero_bridge._checks import check_positive
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
 from torchzero_bridge.zeroth_order.walks import adapt_scale, check_adapt
 

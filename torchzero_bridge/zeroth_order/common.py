@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 
 from torchzero_bridge.core.closure import ClosureAdapter
 
-__all__ = ["CountedClosure", "SeededRNG", "check_positive", "check_positive_int", "evaluate", "require_closure"]
+__all__ = ["CountedClosure", "SeededRNG", "evaluate", "require_closure"]
 
 
 class SeededRNG:
@@ -112,39 +111,3 @@ class CountedClosure:
         if not math.isfinite(value):
             self.nonfinite += 1
         return value
-
-
-def check_positive(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float or raise ``ValueError`` unless it is a finite number > 0.
-
-    Args:
-        value: the option's value.
-        name: the option's name, used in the message.
-        owner: the class (or function) the option belongs to, used in the message.
-        allow_zero: accept ``0`` as well (a finite number >= 0).
-
-    Example:
-        >>> check_positive(1e-3, "h", "FDM")
-        0.001
-        >>> check_positive(0, "gravity", "SwarmOfOptimizers", allow_zero=True)
-        0.0
-    """
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        need = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{owner}: {name} expected a finite number {need}, got {value!r}")
-    return float(value)
-
-
-def check_positive_int(value: Any, name: str, owner: str, *, minimum: int = 1) -> int:
-    """Return ``value`` or raise ``ValueError`` unless it is an int >= ``minimum`` (default 1).
-
-    Example:
-        >>> check_positive_int(10, "n_samples", "SPSA")
-        10
-        >>> check_positive_int(2, "n_particles", "ParticleSwarm", minimum=2)
-        2
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{owner}: {name} expected an int >= {minimum}, got {value!r}")
-    return int(value)

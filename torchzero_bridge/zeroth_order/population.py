@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
+from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
 from torchzero_bridge.zeroth_order.search import uniform_in_bounds
 
@@ -90,7 +90,7 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.n_particles = check_positive_int(n_particles, "n_particles", type(self).__name__, minimum=2)
+        self.n_particles = check_int(n_particles, "n_particles", type(self).__name__, minimum=2)
         self.inertia = check_positive(inertia, "inertia", type(self).__name__, allow_zero=True)
         self.cognitive = check_positive(cognitive, "cognitive", type(self).__name__, allow_zero=True)
         self.social = check_positive(social, "social", type(self).__name__, allow_zero=True)
@@ -197,8 +197,8 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.n_parents = check_positive_int(n_parents, "n_parents", type(self).__name__)
-        self.n_offspring = check_positive_int(n_offspring, "n_offspring", type(self).__name__)
+        self.n_parents = check_int(n_parents, "n_parents", type(self).__name__)
+        self.n_offspring = check_int(n_offspring, "n_offspring", type(self).__name__)
         if not isinstance(plus, bool):
             raise TypeError(f"{type(self).__name__}: plus expected True or False, got {plus!r}")
         if not plus and self.n_offspring < self.n_parents:

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, check_positive, check_positive_int
+from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
@@ -86,7 +87,7 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
         generator: torch.Generator | None = None,
     ) -> None:
         check_positive(lr, "lr", "RandomGrad")
-        self.best_of = check_positive_int(best_of, "best_of", "RandomGrad")
+        self.best_of = check_int(best_of, "best_of", "RandomGrad")
         self.sampler = DirectionSampler(distribution, "RandomGrad")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"RandomGrad: generator expected a torch.Generator, got {type(generator).__name__}")

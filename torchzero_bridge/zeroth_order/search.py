@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
+from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
 
 __all__ = ["GridSearch", "RandomSearch", "SequentialSearch", "ShrinkingRandomSearch", "uniform_in_bounds"]
@@ -53,7 +53,7 @@ def uniform_in_bounds(space: FlatSpace, count: int, generator: torch.Generator) 
 
 
 def _check_samples(n_samples: Any, owner: str) -> int:
-    return check_positive_int(n_samples, "n_samples", owner)
+    return check_int(n_samples, "n_samples", owner)
 
 
 class RandomSearch(DerivativeFreeOptimizer):
@@ -201,10 +201,8 @@ class ShrinkingRandomSearch(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.nsteps = check_positive_int(nsteps, "nsteps", type(self).__name__)
-        self.final_scale = check_positive(final_scale, "final_scale", type(self).__name__)
-        if self.final_scale > 1:
-            raise ValueError(f"{type(self).__name__}: final_scale expected a number in (0, 1], got {final_scale!r}")
+        self.nsteps = check_int(nsteps, "nsteps", type(self).__name__)
+        self.final_scale = check_real(final_scale, "final_scale", type(self).__name__, high=1.0, high_open=False)
         self.n_samples = _check_samples(n_samples, type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
 
@@ -263,11 +261,11 @@ class GridSearch(DerivativeFreeOptimizer):
         refine: int | None = 2,
         max_points: int = 10**7,
     ) -> None:
-        self.batch_size = check_positive_int(batch_size, "batch_size", type(self).__name__)
+        self.batch_size = check_int(batch_size, "batch_size", type(self).__name__)
         if refine is not None:
-            check_positive_int(refine, "refine", type(self).__name__, minimum=2)
+            check_int(refine, "refine", type(self).__name__, minimum=2)
         self.refine = refine
-        self.max_points = check_positive_int(max_points, "max_points", type(self).__name__)
+        self.max_points = check_int(max_points, "max_points", type(self).__name__)
         super().__init__(params, {"bounds": bounds, "step": step}, seed=0)
         space = self._space()
         if not bool(space.bounded.all()):
@@ -421,13 +419,9 @@ class SequentialSearch(DerivativeFreeOptimizer):
         shrink: float = 0.5,
         grow: float = 2.0,
     ) -> None:
-        self.points = check_positive_int(points, "points", type(self).__name__)
-        self.shrink = check_positive(shrink, "shrink", type(self).__name__)
-        if not self.shrink < 1:
-            raise ValueError(f"{type(self).__name__}: shrink expected a number in (0, 1), got {shrink!r}")
-        self.grow = check_positive(grow, "grow", type(self).__name__)
-        if self.grow < 1:
-            raise ValueError(f"{type(self).__name__}: grow expected a number >= 1, got {grow!r}")
+        self.points = check_int(points, "points", type(self).__name__)
+        self.shrink = check_real(shrink, "shrink", type(self).__name__, high=1.0)
+        self.grow = check_real(grow, "grow", type(self).__name__, low=1.0, low_open=False)
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=0)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:

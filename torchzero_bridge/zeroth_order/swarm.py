@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.closure import accepts_backward, loss_to_float
-from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
 from torchzero_bridge.zeroth_order.dfo_base import STATE_KEY, DerivativeFreeOptimizer, FlatSpace
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
@@ -101,8 +101,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
                 "e.g. `lambda p: torch.optim.Adam(p, lr=1e-2)`; got None"
             )
         self.optimizers_factory = optimizers_factory
-        self.n = check_positive_int(n, "n", type(self).__name__, minimum=2)
-        self.patience = check_positive_int(patience, "patience", type(self).__name__)
+        self.n = check_int(n, "n", type(self).__name__, minimum=2)
+        self.patience = check_int(patience, "patience", type(self).__name__)
         self.gravity = check_positive(gravity, "gravity", type(self).__name__, allow_zero=True)
         if self.gravity > 1:
             raise ValueError(f"{type(self).__name__}: gravity expected a fraction in [0, 1], got {gravity!r}")

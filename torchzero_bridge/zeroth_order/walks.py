@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
+from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
 
 __all__ = ["ON_REJECT", "RandomWalk", "SecondOrderRandomWalk", "check_adapt"]
@@ -65,9 +65,7 @@ def check_adapt(
             raise ValueError(f"{owner}: adapt expected a factor > 1 or None, got {adapt!r}")
     if target_rate is None:
         return (None if adapt is None else float(adapt)), default_rate
-    rate = check_positive(target_rate, "target_rate", owner)
-    if not rate < 1:
-        raise ValueError(f"{owner}: target_rate expected a number in (0, 1), got {target_rate!r}")
+    rate = check_real(target_rate, "target_rate", owner, high=1.0)
     if adapt is None:
         warn_ignored("target_rate", "it only matters with adapt (success-based step-size control)")
     return (None if adapt is None else float(adapt)), rate
@@ -169,7 +167,7 @@ class RandomWalk(_Walk):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.order = check_positive_int(order, "order", type(self).__name__)
+        self.order = check_int(order, "order", type(self).__name__)
         super().__init__(params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator)
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:

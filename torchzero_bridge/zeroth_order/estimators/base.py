@@ -41,8 +41,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from torchzero_bridge._checks import check_positive
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, check_positive
+from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 

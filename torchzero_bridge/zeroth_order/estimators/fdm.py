@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from torchzero_bridge.zeroth_order.common import check_positive
+from torchzero_bridge._checks import check_positive
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.estimators.formulas import Formula, get_formula
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec

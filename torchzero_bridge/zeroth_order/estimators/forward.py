@@ -21,9 +21,10 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
+from torchzero_bridge._checks import check_int
 from torchzero_bridge.core.closure import loss_to_float
 from torchzero_bridge.errors import ClosureError
-from torchzero_bridge.zeroth_order.common import CountedClosure, check_positive_int
+from torchzero_bridge.zeroth_order.common import CountedClosure
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
@@ -80,7 +81,7 @@ class ForwardGradient(GradientEstimator):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        self.n_samples = check_positive_int(n_samples, "n_samples", "ForwardGradient")
+        self.n_samples = check_int(n_samples, "n_samples", "ForwardGradient")
         self.sampler = DirectionSampler(distribution, "ForwardGradient")
         super().__init__(params, {}, opt=opt, seed=seed, generator=generator, randomized=True)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from torchzero_bridge.zeroth_order.common import check_positive, check_positive_int
+from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.estimators.formulas import Formula, get_formula
@@ -83,7 +83,7 @@ class RandomizedFDM(GradientEstimator):
     ) -> None:
         name = type(self).__name__
         self.formula: Formula = get_formula(formula, name)
-        self.n_samples = check_positive_int(n_samples, "n_samples", name)
+        self.n_samples = check_int(n_samples, "n_samples", name)
         self.sampler = DirectionSampler(distribution, name)
         super().__init__(
             params, {"h": check_positive(h, "h", name)}, opt=opt, seed=seed, generator=generator, randomized=True

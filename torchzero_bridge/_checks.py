@@ -1,0 +1,91 @@
+"""Option checks shared by every solver: numbers in a range and integers above a minimum.
+
+Each check returns the value converted (``float`` or ``int``) or raises ``ValueError`` with a
+message that names who owns the option, the option, the range expected and the value given.
+
+Example:
+    >>> check_real(0.5, "shrink", "SequentialSearch", high=1.0)
+    0.5
+    >>> check_real(1.0, "shrink", "SequentialSearch", high=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: SequentialSearch: shrink expected a finite number in (0, 1), got 1.0
+    >>> check_int(3, "points", "SequentialSearch")
+    3
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+__all__ = ["check_int", "check_positive", "check_real"]
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_real(
+    value: Any,
+    name: str,
+    owner: str,
+    *,
+    low: float | None = 0.0,
+    high: float | None = None,
+    low_open: bool = True,
+    high_open: bool = True,
+) -> float:
+    """Return ``value`` as a float or raise ``ValueError`` unless it is a finite real in range.
+
+    Args:
+        value: the option's value; ``bool`` and strings are rejected.
+        name: the option's name, used in the message.
+        owner: the class or function the option belongs to, used in the message.
+        low: the lower end of the range, or ``None`` for no lower end (default 0).
+        high: the upper end of the range, or ``None`` for no upper end (default).
+        low_open: exclude ``low`` itself (default, so the default range is ``> 0``).
+        high_open: exclude ``high`` itself (default).
+
+    Example:
+        >>> check_real(1, "grow", "SequentialSearch", low=1.0, low_open=False)
+        1.0
+    """
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        where = _interval(low, high, low_open, high_open)
+        raise ValueError(f"{owner}: {name} expected a finite number{' ' + where if where else ''}, got {value!r}")
+    return float(value)
+
+
+def check_int(value: Any, name: str, owner: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int or raise ``ValueError`` unless it is an integer >= ``minimum``.
+
+    ``bool`` is rejected; numpy integers are accepted.
+
+    Example:
+        >>> check_int(2, "n_particles", "ParticleSwarm", minimum=2)
+        2
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{owner}: {name} expected an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:
+    """:func:`check_real` for the common range ``> 0`` (or ``>= 0`` with ``allow_zero``).
+
+    Example:
+        >>> check_positive(0, "gravity", "SwarmOfOptimizers", allow_zero=True)
+        0.0
+    """
+    return check_real(value, name, owner, low=0.0, low_open=not allow_zero)

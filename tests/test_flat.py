@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -287,6 +288,20 @@ def test_write_keeping_in_pieces_copies_every_entry(sizes: list[int], torch_thre
     np.testing.assert_array_equal(torch.cat([p.detach() for p in params]).numpy(), x)
     assert flat.version == version + 1
     assert all(p._version == 0 for p in params)  # silent: autograd version counters untouched
+
+
+@pytest.mark.parametrize("silent", [True, False])
+def test_large_writes_from_a_read_only_vector_do_not_warn(silent: bool, torch_threads: int) -> None:
+    a = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
+    flat = tzb.FlatParams([a])
+    flat.silent = silent
+    x = np.arange(BIG, dtype=np.float64)
+    x.flags.writeable = False  # as scipy sometimes hands x over
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it wraps a read-only array
+        flat.write(x)
+        flat.write_keeping(x, np.empty(BIG))
+    np.testing.assert_array_equal(a.detach().numpy(), x)
 
 
 def test_write_keeping_keeps_x_when_large_tensors_share_memory(torch_threads: int) -> None:

@@ -198,14 +198,14 @@ class FlatParams:
         """
         self.version += 1
         if self.silent and self._np_targets is not None:
-            if self.n >= _LARGE and torch.get_num_threads() > 1 and x.dtype == np.float64 and x.flags.c_contiguous:
+            if self.n >= _LARGE and torch.get_num_threads() > 1 and _torch_readable(x):
                 xt = torch.from_numpy(x)  # torch copies large vectors on all its threads
                 torch._foreach_copy_(self._flat_data, [xt[a:b] for a, b in self._spans])
                 return
             for arr, a, b in self._np_targets:  # one copy per tensor, no intermediate buffer
                 np.copyto(arr, x[a:b], casting="unsafe")
             return
-        if self.n >= _LARGE and not self._slow and x.dtype == np.float64 and x.flags.c_contiguous:
+        if self.n >= _LARGE and not self._slow and _torch_readable(x):
             xt = torch.from_numpy(x)  # big vectors: copy straight from x, skipping the buffer
             views = [xt[a:b].view(s) for a, b, s in zip(self.offsets, self.offsets[1:], self.shapes)]
         else:
@@ -531,6 +531,11 @@ def _owned_like(g: torch.Tensor, probe: torch.Tensor | None) -> bool:
         )
     except Exception:  # a torch without these internals: copy
         return False
+
+
+def _torch_readable(x: np.ndarray) -> bool:
+    """Whether ``torch.from_numpy`` can wrap ``x`` as float64 without a copy or a warning."""
+    return x.dtype == np.float64 and x.flags.c_contiguous and x.flags.writeable
 
 
 def _disjoint(arrays: list[np.ndarray]) -> bool:

@@ -32,7 +32,7 @@ CONSTRUCTION = [
         ValueError,
         r"RandomWalk: on_reject expected one of \(\'opposite\', \'undo\'\)",
     ),
-    (lambda: tzb.RandomWalk(w(), adapt=0.9), ValueError, r"RandomWalk: adapt expected a factor > 1"),
+    (lambda: tzb.RandomWalk(w(), adapt=0.9), ValueError, r"RandomWalk: adapt expected a finite number > 1"),
     (
         lambda: tzb.RandomWalk(w(), target_rate=1.0),
         ValueError,
@@ -169,7 +169,7 @@ CONSTRUCTION = [
     (
         lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), gravity=1.5),
         ValueError,
-        r"SwarmOfOptimizers: gravity expected a fraction in \[0, 1\]",
+        r"SwarmOfOptimizers: gravity expected a finite number in \[0, 1\]",
     ),
     (
         lambda: tzb.SwarmOfOptimizers(w(), lambda q: torch.optim.SGD(q, lr=0.1), patience=0),

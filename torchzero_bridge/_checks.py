@@ -20,7 +20,26 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
+
 __all__ = ["check_int", "check_positive", "check_real"]
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d numpy array as its Python scalar (scipy users pass those as options); else ``value``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (not a bool) that a float can hold, else None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float
+        return None
 
 
 def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -44,7 +63,8 @@ def check_real(
     """Return ``value`` as a float or raise ``ValueError`` unless it is a finite real in range.
 
     Args:
-        value: the option's value; ``bool`` and strings are rejected.
+        value: the option's value: a real number or a 0-d numpy array holding one (``bool``,
+            strings and tensors are rejected).
         name: the option's name, used in the message.
         owner: the class or function the option belongs to, used in the message.
         low: the lower end of the range, or ``None`` for no lower end (default 0).
@@ -56,29 +76,34 @@ def check_real(
         >>> check_real(1, "grow", "SequentialSearch", low=1.0, low_open=False)
         1.0
     """
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
+    v = _real(_scalar(value))
+    if v is None or not _inside(v, low, high, low_open, high_open):
         where = _interval(low, high, low_open, high_open)
         raise ValueError(f"{owner}: {name} expected a finite number{' ' + where if where else ''}, got {value!r}")
-    return float(value)
+    return v
+
+
+def _inside(v: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    if not math.isfinite(v):
+        return False
+    if low is not None and not (v > low if low_open else v >= low):
+        return False
+    return high is None or (v < high if high_open else v <= high)
 
 
 def check_int(value: Any, name: str, owner: str, *, minimum: int = 1) -> int:
     """Return ``value`` as an int or raise ``ValueError`` unless it is an integer >= ``minimum``.
 
-    ``bool`` is rejected; numpy integers are accepted.
+    ``bool`` is rejected; numpy integers and 0-d integer arrays are accepted.
 
     Example:
         >>> check_int(2, "n_particles", "ParticleSwarm", minimum=2)
         2
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    v = _scalar(value)
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
         raise ValueError(f"{owner}: {name} expected an int >= {minimum}, got {value!r}")
-    return int(value)
+    return int(v)
 
 
 def check_positive(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from torchzero_bridge._checks import check_int, check_positive
+from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.closure import accepts_backward, loss_to_float
 from torchzero_bridge.zeroth_order.dfo_base import STATE_KEY, DerivativeFreeOptimizer, FlatSpace
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
@@ -103,9 +103,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         self.optimizers_factory = optimizers_factory
         self.n = check_int(n, "n", type(self).__name__, minimum=2)
         self.patience = check_int(patience, "patience", type(self).__name__)
-        self.gravity = check_positive(gravity, "gravity", type(self).__name__, allow_zero=True)
-        if self.gravity > 1:
-            raise ValueError(f"{type(self).__name__}: gravity expected a fraction in [0, 1], got {gravity!r}")
+        self.gravity = check_real(gravity, "gravity", type(self).__name__, low_open=False, high=1.0, high_open=False)
         self.init_std = check_positive(init_std, "init_std", type(self).__name__)
         self._user_closure: Callable[..., Any] | None = None
         self._member_best = math.inf

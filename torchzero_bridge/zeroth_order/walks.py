@@ -60,9 +60,7 @@ def check_adapt(
         (1.5, 0.2)
     """
     if adapt is not None:
-        check_positive(adapt, "adapt", owner)
-        if not adapt > 1:
-            raise ValueError(f"{owner}: adapt expected a factor > 1 or None, got {adapt!r}")
+        check_real(adapt, "adapt", owner, low=1.0)
     if target_rate is None:
         return (None if adapt is None else float(adapt)), default_rate
     rate = check_real(target_rate, "target_rate", owner, high=1.0)

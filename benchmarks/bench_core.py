@@ -9,7 +9,8 @@ other points, so the times are steady-state (its pooled buffers already exist); 
 leaves a new gradient tensor in ``.grad`` on every call, as ``loss.backward()`` does. Overhead
 and Newton rows are measured with one torch thread and with torch's default (one per CPU).
 
-Run:  python benchmarks/bench_core.py            (writes benchmarks/results/core.json)
+Run:  python benchmarks/bench_core.py            (writes benchmarks/results/core.json; leave
+                                                  OMP_NUM_THREADS unset so the default rows use torch's default)
       python benchmarks/bench_core.py --quick    (fewer repetitions)
 
 Every ratio is measured side by side in one run; absolute times depend on the machine.
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torchzero_bridge as tzb
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_THREADS = torch.get_num_threads()  # torch's default here (one per physical core unless OMP_NUM_THREADS is set)
 
 
 @contextlib.contextmanager
@@ -62,17 +64,50 @@ def _median_time(fn, repeat: int) -> float:
 
 
 # ---------------------------------------------------------------------- overhead per evaluation
-def _copy_pieces(dst: list[np.ndarray], src: list[np.ndarray]) -> None:
-    """Bare copies ``src[i]`` into ``dst[i]``, the fastest way this thread setting allows.
+LARGE = 1 << 16  # the bridge copies with torch's threads from this many entries when it has several
+PIECE = 1 << 16  # and, with one thread, writes and keeps large vectors in pieces of this many entries
 
-    With one thread that is numpy's ``copyto``; with more, torch's copy, which splits a large copy
-    over its threads (numpy's never does). The bridge makes the same choice.
+
+class _Copier:
+    """Bare copies from flat vectors into fixed destination pieces, chosen as the bridge chooses.
+
+    Large vectors with several torch threads: torch's copy, which splits the work over its
+    threads (numpy's never does); otherwise numpy's ``copyto``. Destinations are wrapped once,
+    outside the timed calls.
     """
-    if torch.get_num_threads() > 1:
-        torch._foreach_copy_([torch.from_numpy(d) for d in dst], [torch.from_numpy(s) for s in src])
-    else:
-        for d, s in zip(dst, src):
-            np.copyto(d, s)
+
+    def __init__(self, dst: list[np.ndarray]) -> None:
+        self.dst = [d.reshape(-1) for d in dst]
+        self.spans, a = [], 0
+        for d in self.dst:
+            self.spans.append((a, a + d.size))
+            a += d.size
+        self.torch = torch.get_num_threads() > 1 and a >= LARGE
+        self.dst_t = [torch.from_numpy(d) for d in self.dst]
+
+    def from_flat(self, x: np.ndarray) -> None:
+        """Copy the pieces of flat vector ``x`` into the destinations."""
+        if self.torch:
+            xt = torch.from_numpy(x)
+            torch._foreach_copy_(self.dst_t, [xt[i:j] for i, j in self.spans])
+        else:
+            for d, (i, j) in zip(self.dst, self.spans):
+                np.copyto(d, x[i:j])
+
+    def write_keeping(self, x: np.ndarray, keep: np.ndarray, keep_t: list[torch.Tensor]) -> None:
+        """Copy ``x`` into the destinations and then into ``keep`` (pieces ``keep_t``), as the bridge does."""
+        if self.torch:
+            self.from_flat(x)
+            torch._foreach_copy_(keep_t, self.dst_t)
+        elif self.spans[-1][1] >= LARGE:
+            for d, (i, j) in zip(self.dst, self.spans):
+                for s in range(0, j - i, PIECE):
+                    e = min(s + PIECE, j - i)
+                    np.copyto(d[s:e], x[i + s : i + e])
+                    np.copyto(keep[i + s : i + e], d[s:e])
+        else:
+            np.copyto(keep, x)
+            self.from_flat(keep)
 
 
 def overhead(n_params: int, n_tensors: int, evals: int, repeat: int) -> dict[str, Any]:
@@ -118,14 +153,15 @@ def overhead(n_params: int, n_tensors: int, evals: int, repeat: int) -> dict[str
         obj.release()
 
     spans = list(zip(flat.offsets, flat.offsets[1:]))
-    bare = np.empty(n_params)
-    targets = [p.data.numpy() for p in params]
+    bare = _Copier([np.empty(n_params)])
+    params_copier = _Copier([p.data.numpy() for p in params])
     keeps = [np.empty(n_params) for _ in range(4)]  # the memo's pool: two remembered points, best, free
+    keeps_t = [[torch.from_numpy(k)[a:b] for a, b in spans] for k in keeps]
 
     def copy_hot() -> float:
         t = time.perf_counter()
         for x in xs:
-            _copy_pieces([bare], [x])
+            bare.from_flat(x)
         return time.perf_counter() - t
 
     def after_closure(work: Any) -> Any:
@@ -141,15 +177,15 @@ def overhead(n_params: int, n_tensors: int, evals: int, repeat: int) -> dict[str
         return run
 
     def into_params(i: int, x: np.ndarray) -> None:
-        _copy_pieces(targets, [x[a:b] for a, b in spans])
+        params_copier.from_flat(x)
 
     def floor_work(i: int, x: np.ndarray) -> None:
-        into_params(i, x)
-        keep = keeps[i % 4]
-        _copy_pieces([keep[a:b] for a, b in spans], targets)
-        if n_tensors > 1:
+        params_copier.write_keeping(x, keeps[i % 4], keeps_t[i % 4])
+        if n_tensors > 1:  # the gradients into one new vector (one large float64 tensor hands its over)
             out = torch.from_numpy(np.empty(n_params))
             torch._foreach_copy_([out[a:b] for a, b in spans], [p.grad for p in params])  # type: ignore[misc]
+        elif n_params < LARGE:
+            np.copyto(np.empty(n_params), params[0].grad.numpy())  # type: ignore[union-attr]
 
     def median_of(run: Any) -> float:
         return statistics.median(run() for _ in range(repeat)) / evals
@@ -342,7 +378,11 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()},
     }
 
-    default_threads = os.cpu_count() or 1  # torch's default when OMP_NUM_THREADS is unset
+    default_threads = DEFAULT_THREADS
+    if os.environ.get("OMP_NUM_THREADS"):
+        print(
+            f"note: OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} sets torch's default; unset it for the default rows"
+        )
     sizes = [(2, 1), (1000, 1), (1000, 10), (1000, 100), (50_000, 10), (1_000_000, 1), (1_000_000, 10)]
     rows = []
     for threads in (1, default_threads):

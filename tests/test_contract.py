@@ -90,7 +90,7 @@ def test_error_restores_best_point_and_reraises(exc: BaseException, method: str)
         if len(seen) == 12:
             raise exc
         loss = inner(backward)
-        seen.append((float(loss), x))
+        seen.append((float(loss.detach()), x))
         return loss
 
     with pytest.raises(type(exc)):

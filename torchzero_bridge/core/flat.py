@@ -198,7 +198,7 @@ class FlatParams:
         """
         self.version += 1
         if self.silent and self._np_targets is not None:
-            if self.n >= _LARGE and torch.get_num_threads() > 1 and _torch_readable(x):
+            if self._threaded_copies() and _torch_readable(x):
                 xt = torch.from_numpy(x)  # torch copies large vectors on all its threads
                 torch._foreach_copy_(self._flat_data, [xt[a:b] for a, b in self._spans])
                 return
@@ -248,7 +248,7 @@ class FlatParams:
         """
         targets = self._np_targets
         if self.silent and targets is not None and self._targets_disjoint and self.n >= _LARGE:
-            if torch.get_num_threads() > 1 and keep.dtype == np.float64 and keep.flags.c_contiguous:
+            if self._threaded_copies() and keep.dtype == np.float64 and keep.flags.c_contiguous:
                 self.write(x)
                 kt = torch.from_numpy(keep)
                 torch._foreach_copy_([kt[a:b] for a, b in self._spans], self._flat_data)
@@ -263,6 +263,13 @@ class FlatParams:
             return
         np.copyto(keep, x, casting="unsafe")
         self.write(keep)
+
+    def _threaded_copies(self) -> bool:
+        """Whether copies of the whole vector go through torch, which splits them over its threads.
+
+        Only for large vectors, and only when torch has several threads (numpy's copy uses one).
+        """
+        return self.n >= _LARGE and torch.get_num_threads() > 1
 
     @staticmethod
     def _copy_slow(r: torch.Tensor, v: torch.Tensor) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from torchzero_bridge._checks import check_int, check_positive, check_real
+from torchzero_bridge._checks import check_int, check_positive, check_real, check_seed
 
 ACCEPTED = [
     # (kwargs, value, expected float)
@@ -86,3 +86,13 @@ def test_check_int_minimum() -> None:
     assert check_int(0, "maxiter", "newton_cg_armijo", minimum=0) == 0
     with pytest.raises(ValueError, match=r"^P: k expected an int >= 2, got 1$"):
         check_int(1, "k", "P", minimum=2)
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "0", np.float64(3.0)])
+def test_check_seed_rejects_non_ints(value: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^seed: expected an int or None, got {type(value).__name__}$"):
+        check_seed(value)
+
+
+def test_check_seed_accepts_ints_and_none() -> None:
+    assert check_seed(7) == 7 and check_seed(None) is None

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_positive", "check_real"]
+__all__ = ["check_int", "check_positive", "check_real", "check_seed"]
 
 
 def _scalar(value: Any) -> Any:
@@ -114,3 +114,15 @@ def check_positive(value: Any, name: str, owner: str, *, allow_zero: bool = Fals
         0.0
     """
     return check_real(value, name, owner, low=0.0, low_open=not allow_zero)
+
+
+def check_seed(seed: Any) -> int | None:
+    """Return ``seed`` or raise ``TypeError`` unless it is an int or ``None`` (``bool`` is rejected).
+
+    Example:
+        >>> check_seed(0), check_seed(None)
+        (0, None)
+    """
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    return seed

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.optimize import OptimizeResult
 
-from torchzero_bridge._checks import check_int, check_positive
+from torchzero_bridge._checks import check_int, check_positive, check_seed
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
@@ -258,8 +258,7 @@ class NevergradWrapper(BridgeOptimizer):
         check_int(num_workers, "num_workers", "NevergradWrapper")
         if sigma is not None:
             check_positive(sigma, "sigma", "NevergradWrapper")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        check_seed(seed)
         self._factory, self.optimizer_name = resolve_nevergrad_optimizer(optimizer)
         self.budget = budget
         self.evals_per_step = evals_per_step

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from scipy.optimize import OptimizeResult
 
-from torchzero_bridge._checks import check_int
+from torchzero_bridge._checks import check_int, check_seed
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
@@ -283,8 +283,7 @@ class OptunaWrapper(BridgeOptimizer):
     ) -> None:
         opt = _optuna()
         check_int(n_trials, "n_trials", "OptunaWrapper")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        check_seed(seed)
         if study_name is not None and not isinstance(study_name, str):
             raise TypeError(f"study_name: expected a str or None, got {type(study_name).__name__}")
         if sampler is None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge._checks import check_seed
 from torchzero_bridge.core.closure import ClosureAdapter
 
 __all__ = ["CountedClosure", "SeededRNG", "evaluate", "require_closure"]
@@ -36,8 +37,7 @@ class SeededRNG:
     """
 
     def __init__(self, seed: int | None = None, generator: torch.Generator | None = None) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+        check_seed(seed)
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.seed = seed

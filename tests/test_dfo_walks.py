@@ -203,7 +203,7 @@ class TestSwarmOfOptimizers:
         other = torch.zeros(2, requires_grad=True)
         with pytest.raises(ValueError, match="optimizers_factory built SGD over other tensors"):
             tzb.SwarmOfOptimizers([w], lambda q: torch.optim.SGD([other], lr=0.1))
-        with pytest.raises(TypeError, match="optimizers_factory is an already-constructed SGD"):
+        with pytest.raises(TypeError, match="optimizers_factory is an already-constructed SGD; every member needs"):
             tzb.SwarmOfOptimizers([w], torch.optim.SGD([w], lr=0.1))
 
     def test_class_and_kwargs_pair_and_forwarded_group_options(self) -> None:

@@ -146,8 +146,10 @@ def test_errors() -> None:
         FDM([torch.zeros(2, dtype=torch.long)])
     with pytest.raises(ValueError, match="h expected a finite number"):
         FDM([{"params": [w], "h": -1.0}])
-    with pytest.raises(TypeError, match="already-constructed SGD"):
-        FDM([w], opt=torch.optim.SGD([w], lr=0.1))
+    with pytest.raises(ValueError, match=r"FDM: opt \(SGD\) was constructed over other tensors"):
+        FDM([w], opt=torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1))
+    with pytest.raises(TypeError, match=r"FDM: opt \(LBFGS\) needs a closure in step\(\)"):
+        FDM([w], opt=(torch.optim.LBFGS, {}))
     with pytest.raises(TypeError, match="not a gradient estimator"):
         FDM([w], opt=tzb.SPSA())
     bf = torch.tensor([1.0], dtype=torch.bfloat16, requires_grad=True)

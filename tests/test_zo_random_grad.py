@@ -160,7 +160,11 @@ def test_errors() -> None:
         RandomGrad([w], distribution="laplace")
     with pytest.raises(TypeError, match="needs a closure"):
         RandomGrad([w]).step()
-    with pytest.raises(TypeError, match="already-constructed AdamW"):
-        RandomGrad([w], opt=torch.optim.AdamW([w]))
+    with pytest.raises(ValueError, match=r"opt \(AdamW\) was constructed over other tensors.*shape \(3,\)"):
+        RandomGrad([w], opt=torch.optim.AdamW([torch.zeros(3, requires_grad=True)]))
+    with pytest.raises(TypeError, match=r"RandomGrad: opt \(LBFGS\) needs a closure in step\(\)"):
+        RandomGrad([w], opt=torch.optim.LBFGS([w]))
+    with pytest.raises(TypeError, match=r"RandomGrad: opt \(LBFGS\) needs a closure in step\(\)"):
+        RandomGrad([w], opt=lambda p: torch.optim.LBFGS(p))
     with pytest.raises(TypeError, match=r"has dtype torch\.int32"):
         RandomGrad([torch.zeros(2, dtype=torch.int32)])

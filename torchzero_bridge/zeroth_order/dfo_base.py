@@ -288,6 +288,9 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
     allow_integer: ClassVar[bool] = False
     """Whether integer and boolean tensors are accepted."""
 
+    needs_closure: ClassVar[bool] = True
+    """``step`` must receive the closure (it evaluates the loss itself)."""
+
     def __init__(
         self,
         params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],

@@ -21,13 +21,23 @@ Example:
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from torchzero_bridge.errors import NonFiniteLossWarning
+from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
-from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, forward_groups
+from torchzero_bridge.zeroth_order.inner import (
+    OptimizerSpec,
+    build_optimizer,
+    forward_groups,
+    is_constructed,
+    needs_closure,
+)
 from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
 __all__ = ["GradChain"]
@@ -45,23 +55,41 @@ class GradChain(ExtraStateMixin, torch.optim.Optimizer):
     at ``lr=1`` so that difference is the update itself).
 
     The first stage receives the closure: a torch optimizer calls it (with backward, as
-    usual); a gradient estimator (constructed without params) or :class:`RandomGrad` uses it
-    without backward, which makes the whole chain zeroth-order. A bare estimator stage (no
-    ``opt``) hands its estimate on directly. Parameters whose ``.grad`` is ``None`` after a
-    stage get ``None`` for the next stage too.
+    usual; ``torch.optim.LBFGS`` works there); a gradient estimator or :class:`RandomGrad`
+    uses it without backward, which makes the whole chain zeroth-order. A bare estimator
+    stage (no ``opt``) hands its estimate on directly. Parameters whose ``.grad`` is ``None``
+    after a stage get ``None`` for the next stage too.
+
+    Stages are given as factories, ``(class, kwargs)`` pairs, an estimator constructed without
+    params, or optimizers already constructed over exactly the chain's parameters (same
+    tensors, any grouping), as in ``GradChain(model.parameters(), [torch.optim.SGD(
+    model.parameters(), lr=1, momentum=0.9, nesterov=True), Lion(model.parameters(), lr=1e-2)])``.
+
+    **Per-group options.** An option of a param group (``{"params": [...], "lr": 0.1}``) goes
+    to the *last* stage that has that option (in its ``defaults``), and only to it: ``lr``
+    therefore sets the step size of the stage that writes the update, while earlier stages
+    keep their own ``lr`` (no ``lr * lr`` effect), and an option only an earlier stage knows
+    (``momentum`` before ``Adam``, an estimator's ``h``) reaches that stage. A constructed
+    stage keeps the groups it was built with: an option routed to it, or an option no stage
+    has, is not applied and raises :class:`~torchzero_bridge.errors.IgnoredOptionWarning`.
+
+    **Non-finite updates.** If the first stage's loss is not finite, an estimator reports
+    non-finite evaluations, or a stage hands on a non-finite gradient, the later stages are
+    skipped for that step, the parameters keep the values the step started from, every
+    ``.grad`` is set to ``None``, and a :class:`~torchzero_bridge.errors.NonFiniteLossWarning`
+    says which stage it was.
 
     Args:
-        params: tensors or param-group dicts. Every stage is built over the same groups;
-            extra group keys (``"lr"``...) are passed to every stage.
-        optimizers: the stages, unconstructed: factories ``lambda p: torch.optim.SGD(p, lr=1)``,
-            ``(class, kwargs)`` pairs, or (first stage only) an estimator without params.
+        params: tensors or param-group dicts (options as above).
+        optimizers: the stages (see above).
 
     Attributes:
-        stages: the constructed optimizers, in order.
+        stages: the optimizers, in order.
 
     Raises:
-        ValueError: no stages, or a stage that needs the closure placed after the first.
-        TypeError: a stage that is not a factory, pair or unbound estimator.
+        ValueError: no stages, a stage that needs the closure placed after the first, or a
+            constructed stage over other tensors (the message names them).
+        TypeError: a stage that is not an optimizer, factory, pair or unbound estimator.
 
     Example:
         >>> import torch
@@ -83,15 +111,53 @@ class GradChain(ExtraStateMixin, torch.optim.Optimizer):
             raise ValueError("GradChain: optimizers is empty; expected at least one stage")
         super().__init__(params, {})
         self.stages: list[torch.optim.Optimizer] = []
+        self._constructed: list[bool] = []
+        bare = [_bare(g) for g in self.param_groups]
         for i, spec in enumerate(optimizers):
-            groups = forward_groups(self.param_groups, ())
-            stage = build_optimizer(spec, groups, owner="GradChain", what=f"optimizers[{i}]")
-            if i > 0 and getattr(stage, "needs_closure", False):
+            constructed = is_constructed(spec)
+            stage = build_optimizer(
+                spec, forward_groups(bare, ()), owner="GradChain", what=f"optimizers[{i}]", closure_ok=True
+            )
+            if i > 0 and needs_closure(stage):
                 raise ValueError(
                     f"GradChain: optimizers[{i}] ({type(stage).__name__}) evaluates the closure itself, so it "
                     "can only be the first stage"
                 )
             self.stages.append(stage)
+            self._constructed.append(constructed)
+        for k, group in enumerate(self.param_groups):
+            for i, options in enumerate(self._route(group, f"param_groups[{k}]")):
+                self.stages[i].param_groups[k].update(options)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's ``add_param_group``; every stage gets the new tensors, options routed as above."""
+        super().add_param_group(param_group)
+        stages = getattr(self, "stages", None)
+        if not stages:  # during __init__: the stages are built afterwards
+            return
+        group = self.param_groups[-1]
+        routed = self._route(group, f"param_groups[{len(self.param_groups) - 1}]")
+        for stage, options in zip(stages, routed):
+            stage.add_param_group({**_bare(group), **options})
+
+    def _route(self, group: dict[str, Any], where: str) -> list[dict[str, Any]]:
+        """Per stage, the options of ``group`` it receives (the last stage having each option)."""
+        out: list[dict[str, Any]] = [{} for _ in self.stages]
+        for key, value in group.items():
+            if key in ("params", "param_names"):
+                continue
+            owners = [i for i, s in enumerate(self.stages) if key in s.defaults]
+            if not owners:
+                warn_ignored(f"GradChain: {where} option {key!r}", "no stage has this option")
+            elif self._constructed[owners[-1]]:
+                warn_ignored(
+                    f"GradChain: {where} option {key!r}",
+                    f"it belongs to optimizers[{owners[-1]}], which was constructed with its own param groups; "
+                    "set it there",
+                )
+            else:
+                out[owners[-1]][key] = value
+        return out
 
     def step(self, closure: Callable[..., Any] | None = None) -> Any:  # type: ignore[override]
         """Run every stage once.
@@ -121,6 +187,16 @@ class GradChain(ExtraStateMixin, torch.optim.Optimizer):
             if hands_on:
                 assert before is not None
                 _hand_on(params, before)
+            if i < last and not _trustworthy(stage, out if i == 0 else None, params):
+                warnings.warn(
+                    f"GradChain: optimizers[{i}] ({type(stage).__name__}) produced a non-finite loss or update; "
+                    "the later stages were skipped and the parameters left as they were",
+                    NonFiniteLossWarning,
+                    stacklevel=2,
+                )
+                for p in params:
+                    p.grad = None
+                break
         return loss
 
     def _extra_state(self) -> dict[str, Any]:
@@ -132,6 +208,23 @@ class GradChain(ExtraStateMixin, torch.optim.Optimizer):
             raise ValueError(f"GradChain: the state has {len(stages)} stages, this chain has {len(self.stages)}")
         for stage, sd in zip(self.stages, stages):
             stage.load_state_dict(sd)
+
+
+def _bare(group: dict[str, Any]) -> dict[str, Any]:
+    """The group's tensors (and names) without its options."""
+    return {k: (list(v) if k == "params" else v) for k, v in group.items() if k in ("params", "param_names")}
+
+
+def _trustworthy(stage: torch.optim.Optimizer, loss: Any, params: list[torch.Tensor]) -> bool:
+    """False when the stage's result must not reach the next stage (non-finite loss or gradient)."""
+    if loss is not None:
+        value = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        if not math.isfinite(float(value)):
+            return False
+    if isinstance(stage, GradientEstimator) and stage._last_nonfinite:
+        return False
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
 @torch.no_grad()

@@ -50,8 +50,12 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
         params: tensors or param-group dicts; per-group option ``lr`` (the perturbation size
             and the built-in SGD step). Other group keys are passed to ``opt``.
         lr: perturbation size.
-        opt: inner optimizer factory (``lambda p: torch.optim.AdamW(p, lr=1e-3)``, or a
-            ``(class, kwargs)`` pair); ``None``: plain SGD with ``lr``.
+        opt: inner optimizer: one constructed over the same parameters
+            (``torch.optim.AdamW(model.parameters(), lr=1e-3)``, any optimizer class), a factory
+            (``lambda p: torch.optim.AdamW(p, lr=1e-3)``) or a ``(class, kwargs)`` pair; ``None``:
+            plain SGD with ``lr``. It is stepped without a closure, so one that needs a closure
+            (``torch.optim.LBFGS``) is refused. A constructed one keeps its own param groups
+            (group options meant for it raise ``IgnoredOptionWarning``).
         distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``.
         best_of: directions tried per step.
         seed: seed of the directions.
@@ -59,7 +63,9 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
 
     Raises:
         ValueError: ``lr <= 0``, ``best_of < 1``, unknown distribution.
-        TypeError: a non-floating parameter, ``opt`` of the wrong kind, no closure at ``step``.
+        TypeError: a non-floating parameter, ``opt`` of the wrong kind (or needing a closure), no
+            closure at ``step``.
+        ValueError: a constructed ``opt`` over other tensors (the message names them).
 
     Example:
         >>> import torch

@@ -55,7 +55,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         params: iterable of tensors or of param-group dicts.
         optimizers_factory: builds one member's optimizer from the swarm's param groups (without
             ``bounds``): ``lambda p: torch.optim.Adam(p, lr=1e-2)`` or a ``(class, kwargs)`` pair
-            such as ``(tzb.RandomWalk, {"lr": 0.1})``.
+            such as ``(tzb.RandomWalk, {"lr": 0.1})``. An already-constructed optimizer is refused:
+            every member needs one of its own.
         n: number of members.
         patience: steps in the worse half before a member is replaced.
         gravity: fraction in ``[0, 1]`` of the way each member moves toward the best member per step.
@@ -65,7 +66,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         generator: a ``torch.Generator`` to use instead of ``seed``.
 
     Raises:
-        TypeError: ``optimizers_factory`` is not a factory or does not build an optimizer;
+        TypeError: ``optimizers_factory`` is not a factory (or is a constructed optimizer) or does
+            not build an optimizer;
             integer or boolean tensors.
         ValueError: the factory built an optimizer over other tensors than it was given.
         ValueError: ``n < 2``, non-positive ``patience`` or ``init_std``, ``gravity`` outside ``[0, 1]``.
@@ -94,7 +96,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        check_spec(optimizers_factory, owner=type(self).__name__, what="optimizers_factory")
+        check_spec(optimizers_factory, owner=type(self).__name__, what="optimizers_factory", allow_constructed=False)
         if optimizers_factory is None:
             raise TypeError(
                 f"{type(self).__name__}: optimizers_factory expected an optimizer factory, "
@@ -122,7 +124,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed)
             return build_optimizer(
-                self.optimizers_factory, groups, owner=type(self).__name__, what="optimizers_factory"
+                self.optimizers_factory, groups, owner=type(self).__name__, what="optimizers_factory", closure_ok=True
             )
 
     def state_dict(self) -> dict[str, Any]:

@@ -99,6 +99,40 @@ class TestGridSearch:
             tzb.GridSearch([torch.zeros(12)], bounds=(0.0, 1.0), step=1.0)
         assert tzb.GridSearch([torch.zeros(12)], bounds=(0.0, 1.0), step=1.0, refine=None).grid_size == 2**12
 
+    def test_boolean_tensors_get_the_grid_0_1_without_bounds_or_step(self):
+        b = torch.zeros(3, dtype=torch.bool)
+        opt = tzb.GridSearch([b], batch_size=8)
+        assert opt.grid_size == 8
+        seen = []
+
+        def closure():
+            seen.append(tuple(int(v) for v in b.tolist()))
+            return float((b.double() - torch.tensor([1.0, 0.0, 1.0])).abs().sum())
+
+        opt.step(closure)
+        assert seen[1:] == list(itertools.product((0, 1), repeat=3))
+        assert b.tolist() == [True, False, True] and opt.best_loss == 0.0
+
+    def test_boolean_entries_step_by_one_next_to_other_tensors(self):
+        b = torch.zeros(2, dtype=torch.bool)
+        k = torch.zeros(1, dtype=torch.int64)
+        w = torch.zeros(1, dtype=torch.float64)
+        opt = tzb.GridSearch(
+            [{"params": [b, k], "bounds": (0, 4), "step": 2}, {"params": [w], "bounds": (0, 1), "step": 0.5}]
+        )
+        assert opt.grid_size == 2 * 2 * 3 * 3  # b: {0, 1} each, k: {0, 2, 4}, w: {0, 0.5, 1}
+        with pytest.raises(ValueError, match=r"bounds \(param_groups\[1\]\): GridSearch needs finite bounds"):
+            tzb.GridSearch([{"params": [b]}, {"params": [w], "step": 0.5}])
+
+    def test_converged_after_the_last_grid(self):
+        w = torch.zeros(1, dtype=torch.float64)
+        opt = tzb.GridSearch([w], bounds=(0.0, 1.0), step=0.5, refine=None, batch_size=3)
+        opt.step(lambda: float(w.sum()))
+        assert not opt.converged
+        with pytest.warns(tzb.errors.ConvergedWarning, match="GridSearch has converged"):
+            opt.step(lambda: float(w.sum()))
+        assert opt.converged and opt.exhausted
+
 
 class TestSequentialSearch:
     def test_sweeps_one_coordinate_per_step_and_adapts_spacing(self):
@@ -225,3 +259,38 @@ def test_integer_problem_solved_exactly(make):
     for _ in range(300):
         loss = opt.step(closure)
     assert k.dtype == torch.int64 and k.tolist() == [3, -2, 5] and float(loss) == 0.0
+
+
+class TestConvergence:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_sequential_search_converges_and_the_budget_loop_ends(self, dtype):
+        w = torch.tensor([3.0, -2.0], dtype=dtype)
+        opt = tzb.SequentialSearch([w], lr=1.0)
+        calls = []
+
+        def closure():
+            calls.append(1)
+            return float(((w - 1.0) ** 2).sum() + (w[0] - w[1]) ** 2 * 0.1)
+
+        budget = 100_000
+        with pytest.warns(tzb.errors.ConvergedWarning, match="SequentialSearch has converged") as caught:
+            while opt.nfev < budget and not opt.converged:  # the documented loop
+                opt.step(closure)
+        assert len(caught) == 1 and opt.converged and opt.nfev < 2000
+        assert w.tolist() == [1.0, 1.0]
+        ran = len(calls)
+        for _ in range(5):
+            assert float(opt.step(closure)) == 0.0
+        assert len(calls) == ran  # nothing more to evaluate
+        with torch.no_grad():
+            w.fill_(2.0)  # moved from outside: the search starts afresh there
+        opt.step(closure)
+        assert not opt.converged and len(calls) > ran + 1
+
+    def test_integer_sequential_search_converges_at_a_lattice_minimum(self):
+        k = torch.tensor([10, -7], dtype=torch.int64)
+        opt = tzb.SequentialSearch([k], lr=4.0)
+        with pytest.warns(tzb.errors.ConvergedWarning):
+            while opt.nfev < 10_000 and not opt.converged:
+                opt.step(lambda: float(((k - torch.tensor([3, -2])) ** 2).sum()))
+        assert k.tolist() == [3, -2] and opt.nfev < 200

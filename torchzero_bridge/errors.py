@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "BridgeWarning",
     "ClosureError",
+    "ConvergedWarning",
     "IgnoredOptionWarning",
     "MissingGradientError",
     "NonFiniteLossWarning",
@@ -26,6 +27,10 @@ class BridgeWarning(UserWarning):
 
 class IgnoredOptionWarning(BridgeWarning):
     """An option was given that the chosen solver or method does not use."""
+
+
+class ConvergedWarning(BridgeWarning):
+    """An iterative optimizer has converged: later steps evaluate nothing (stop on ``opt.converged``)."""
 
 
 class NonFiniteLossWarning(BridgeWarning, RuntimeWarning):

@@ -50,6 +50,9 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
         bounds: per-group ``(lo, hi)``; proposals are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        stochastic: minibatch mode: every step first re-evaluates the best point and the chain's
+            current point on the closure's current batch (one or two more closure runs), so the
+            Metropolis test and the best point compare losses of the same batch.
 
     Raises:
         ValueError: non-positive ``lr`` or ``init_temp``, ``cooling`` outside ``(0, 1]``,
@@ -82,6 +85,7 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        stochastic: bool = False,
     ) -> None:
         self.init_temp = check_positive(init_temp, "init_temp", type(self).__name__)
         self.cooling = check_positive(cooling, "cooling", type(self).__name__)
@@ -90,7 +94,7 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
         self.min_temp = check_positive(min_temp, "min_temp", type(self).__name__, allow_zero=True)
         self.temp_power = check_positive(temp_power, "temp_power", type(self).__name__, allow_zero=True)
         self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.3, type(self).__name__)
-        super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
+        super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator, stochastic=stochastic)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["lr"], f"lr ({where})", type(self).__name__)
@@ -104,6 +108,12 @@ class SimulatedAnnealing(DerivativeFreeOptimizer):
         st["current"], st["current_f"] = x.clone(), f
         st.setdefault("temp", self.init_temp)
         st.setdefault("scale", 1.0)
+
+    def _refresh(self, space: FlatSpace, st: dict[str, Any], f: float) -> None:
+        if torch.equal(st["current"], st["best_x"]):
+            st["current_f"] = f
+        else:
+            st["current_f"] = self._evaluate(space, st["current"])
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         cur = st.get("current")

@@ -13,8 +13,19 @@ method only proposes points and decides what to keep:
 * the random generator (``seed=`` or ``generator=``) and everything above in
   ``state_dict()``, so a loaded optimizer continues exactly where the saved one was.
 
-The objective is assumed deterministic. If the parameters are changed between steps from
-outside the optimizer, the next ``step`` evaluates them and takes them as the incumbent.
+The objective is assumed deterministic unless the method is built with ``stochastic=True``
+(random walks, random searches, simulated annealing): then every step first re-evaluates the
+incumbent with the closure, so all comparisons of one step are made on the same minibatch
+(as (1+1)-evolution strategies do on noisy objectives) and ``best_loss`` is the incumbent's
+loss on the latest batch. If the parameters are changed between steps from outside the
+optimizer, the next ``step`` evaluates them and takes them as the incumbent.
+
+A method that can make no further progress sets :attr:`DerivativeFreeOptimizer.converged`
+and warns once (:class:`~torchzero_bridge.errors.ConvergedWarning`); its later steps evaluate
+nothing and return the best loss, so a budget loop should also stop on it::
+
+    while opt.nfev < budget and not opt.converged:
+        opt.step(closure)
 
 Example:
     >>> import torch
@@ -43,7 +54,7 @@ import torch
 
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
+from torchzero_bridge.errors import ConvergedWarning, IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
 
 __all__ = ["INTEGER_OPTIMIZERS", "STATE_KEY", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
@@ -257,9 +268,12 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         seed: seed of the optimizer's own random generator; ``None`` draws one from torch's
             global generator (so ``torch.manual_seed`` also makes runs reproducible).
         generator: use this ``torch.Generator`` (on the parameters' device) instead.
+        stochastic: re-evaluate the incumbent at the start of every step (minibatch objectives;
+            see the module docstring). Costs one closure run per step.
 
     Attributes:
         rng: the optimizer's :class:`~torchzero_bridge.zeroth_order.common.SeededRNG`.
+        stochastic: whether the incumbent is re-evaluated every step.
 
     Raises:
         TypeError: a single tensor as ``params``, integer tensors for a float-only method,
@@ -298,12 +312,16 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         *,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        stochastic: bool = False,
     ) -> None:
         if isinstance(params, torch.Tensor):
             raise TypeError(
                 f"{type(self).__name__}: params expected an iterable of tensors or of param-group dicts, "
                 "got a single Tensor"
             )
+        if not isinstance(stochastic, bool):
+            raise TypeError(f"{type(self).__name__}: stochastic expected True or False, got {stochastic!r}")
+        self.stochastic = stochastic
         if seed is not None and generator is not None:
             raise ValueError(f"{type(self).__name__}: seed, generator: give one of them, not both")
         if generator is not None and not isinstance(generator, torch.Generator):
@@ -340,8 +358,16 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
 
     @property
     def best_loss(self) -> float:
-        """The loss at the incumbent (``inf`` before the first step)."""
+        """The loss at the incumbent (``inf`` before the first step; with ``stochastic=True``, on the latest batch)."""
         return float(self._dfo_state()["best_f"])
+
+    @property
+    def converged(self) -> bool:
+        """True once the method can make no further progress; later steps then evaluate nothing.
+
+        Cleared when the parameters are changed from outside (the next step starts afresh there).
+        """
+        return bool(self._dfo_state().get("converged", False))
 
     def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
         """One iteration of the method.
@@ -367,7 +393,8 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         self._at_best = True
         try:
             self._sync_incumbent(space, st)
-            self._step(space, st)
+            if not st.get("converged", False):
+                self._step(space, st)
         except BaseException:
             if st["best_x"] is not None:
                 space.write(st["best_x"])
@@ -426,6 +453,26 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         """Check a loaded state against the current parameters (shapes of saved tensors)."""
+
+    def _refresh(self, space: FlatSpace, st: dict[str, Any], f: float) -> None:
+        """``stochastic=True``: the incumbent was just re-evaluated on this step's batch (loss ``f``)."""
+
+    def _mark_converged(self, st: dict[str, Any], why: str) -> None:
+        """Set :attr:`converged` and warn once (:class:`~torchzero_bridge.errors.ConvergedWarning`)."""
+        if st.get("converged", False):
+            return
+        st["converged"] = True
+        level, frame = 2, cast("FrameType | None", sys._getframe(1))
+        while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(
+            ("torchzero_bridge.", "torch.")
+        ):
+            level, frame = level + 1, frame.f_back  # point at the user's step() call
+        warnings.warn(
+            f"{type(self).__name__} has converged ({why}); later steps evaluate nothing and return the best loss: "
+            "stop on `opt.converged`",
+            ConvergedWarning,
+            stacklevel=level,
+        )
 
     def _generator(self, space: FlatSpace) -> torch.Generator:
         """The random generator for the parameters' device."""
@@ -537,7 +584,13 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         x = space.read()
         best = st["best_x"]
         if best is not None and best.shape == x.shape and torch.equal(best, x):
+            if self.stochastic:  # the incumbent's loss on this step's batch
+                assert self._value is not None
+                st["best_f"] = self._finite(self._value())
+                st["nfev"] += 1
+                self._refresh(space, st, st["best_f"])
             return
+        st.pop("converged", None)
         if best is not None and best.shape != x.shape:  # param groups changed: start the method afresh
             kept = {"nfev": st["nfev"], "steps": st["steps"]}
             st.clear()

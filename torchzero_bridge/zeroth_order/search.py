@@ -73,6 +73,8 @@ class RandomSearch(DerivativeFreeOptimizer):
         bounds: per-group ``(lo, hi)``; scalars, tensors shaped like each parameter, or ``None``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        stochastic: minibatch mode: every step first re-evaluates the incumbent on the closure's
+            current batch, and the samples must beat that value (one more closure run per step).
 
     Raises:
         ValueError: unknown ``sampler``, ``"uniform"`` without finite bounds, non-positive
@@ -101,6 +103,7 @@ class RandomSearch(DerivativeFreeOptimizer):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        stochastic: bool = False,
     ) -> None:
         if not callable(sampler) and sampler not in SAMPLERS:
             raise ValueError(
@@ -109,7 +112,8 @@ class RandomSearch(DerivativeFreeOptimizer):
             )
         self.sampler = sampler
         self.n_samples = _check_samples(n_samples, type(self).__name__)
-        super().__init__(params, {"std": 1.0 if std is None else std, "bounds": bounds}, seed=seed, generator=generator)
+        defaults = {"std": 1.0 if std is None else std, "bounds": bounds}
+        super().__init__(params, defaults, seed=seed, generator=generator, stochastic=stochastic)
         space = self._space()
         if sampler == "uniform" and not bool(space.bounded.all()):
             k = int(torch.nonzero(~space.bounded)[0])
@@ -172,6 +176,8 @@ class ShrinkingRandomSearch(DerivativeFreeOptimizer):
         bounds: per-group ``(lo, hi)``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        stochastic: minibatch mode: every step first re-evaluates the incumbent on the closure's
+            current batch, and the samples must beat that value (one more closure run per step).
 
     Raises:
         ValueError: non-positive ``lr``, ``nsteps`` or ``n_samples``; ``final_scale`` outside ``(0, 1]``.
@@ -200,11 +206,12 @@ class ShrinkingRandomSearch(DerivativeFreeOptimizer):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        stochastic: bool = False,
     ) -> None:
         self.nsteps = check_int(nsteps, "nsteps", type(self).__name__)
         self.final_scale = check_real(final_scale, "final_scale", type(self).__name__, high=1.0, high_open=False)
         self.n_samples = _check_samples(n_samples, type(self).__name__)
-        super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
+        super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator, stochastic=stochastic)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["lr"], f"lr ({where})", type(self).__name__)
@@ -228,10 +235,13 @@ class GridSearch(DerivativeFreeOptimizer):
     resolution. With ``refine=None`` the search stops after the first grid (later steps
     only return the best point).
 
+    Boolean tensors are searched over ``{0, 1}``: a group holding only booleans needs neither
+    ``bounds`` nor ``step``, and a boolean entry always steps by 1.
+
     Args:
         params: iterable of tensors or of param-group dicts.
-        bounds: per-group ``(lo, hi)``, required and finite for every entry.
-        step: per-group grid spacing.
+        bounds: per-group ``(lo, hi)``, required and finite for every entry (booleans: ``[0, 1]``).
+        step: per-group grid spacing (booleans: 1).
         batch_size: grid points evaluated per step (in one call with a ``BatchObjective``).
         refine: refinement factor (an int >= 2) or ``None``.
         max_points: grids with more points than this are refused when the optimizer is built.
@@ -290,20 +300,29 @@ class GridSearch(DerivativeFreeOptimizer):
             )
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
+        only_bools = all(p.dtype == torch.bool for p in group["params"])  # their grid is {0, 1}
         if group.get("step") is None:
+            if only_bools:
+                return
             raise ValueError(f"step ({where}): GridSearch needs a grid spacing, e.g. step=0.1")
         check_positive(group["step"], f"step ({where})", type(self).__name__)
-        if group.get("bounds") is None:
+        if group.get("bounds") is None and not only_bools:
             raise ValueError(f"bounds ({where}): GridSearch needs finite bounds=(lo, hi) for every group")
 
     @property
     def exhausted(self) -> bool:
-        """True when the search is over (grid done and no refinement left)."""
+        """True when the search is over (grid done and no refinement left); see also ``converged``."""
         return bool(self._dfo_state().get("done", False))
 
     def _steps(self, space: FlatSpace) -> torch.Tensor:
-        h = space.group_vector(self.param_groups, "step")
-        return torch.where(space.integer, torch.clamp(torch.round(h), min=1.0), h)
+        h = torch.empty(space.n, dtype=space.dtype, device=space.device)
+        for g, (a, b) in zip(self.param_groups, space.group_slices):
+            h[a:b] = 1.0 if g.get("step") is None else float(g["step"])
+        h = torch.where(space.integer, torch.clamp(torch.round(h), min=1.0), h)
+        for p, a, b in zip(space.flat.params, space.flat.offsets, space.flat.offsets[1:]):
+            if p.dtype == torch.bool:  # every boolean entry visits both 0 and 1
+                h[a:b] = 1.0
+        return h
 
     def _axes(
         self, space: FlatSpace, start: torch.Tensor, h: torch.Tensor, center: torch.Tensor | None
@@ -326,6 +345,7 @@ class GridSearch(DerivativeFreeOptimizer):
         if "grid_step" not in st:
             st.update(grid_step=self._steps(space), center=None, cursor=0, level=0, done=False)
         if st["done"]:
+            self._mark_converged(st, "the grid was searched to the parameters' resolution")
             return
         axes = self._axes(space, space.lo, st["grid_step"], st["center"])
         sizes = [len(a) for a in axes]
@@ -333,6 +353,7 @@ class GridSearch(DerivativeFreeOptimizer):
         if st["cursor"] >= total:
             if self.refine is None or not self._refine(space, st):
                 st["done"] = True
+                self._mark_converged(st, "every grid point was evaluated" if self.refine is None else "no finer grid")
                 return
             axes = self._axes(space, space.lo, st["grid_step"], st["center"])
             sizes = [len(a) for a in axes]
@@ -385,6 +406,13 @@ class SequentialSearch(DerivativeFreeOptimizer):
     entry keeps its own ``scale_c`` (starting at 1): multiplied by ``grow`` when its sweep
     improved the incumbent and by ``shrink`` when it did not.
 
+    The search has converged when no entry can move to a lower loss: since the last
+    improvement every entry's sweep failed at its smallest spacing (a float entry whose
+    spacing no longer changes its value, an integer entry at spacing 1). It then sets
+    ``converged``, warns once (:class:`~torchzero_bridge.errors.ConvergedWarning`) and later
+    steps evaluate nothing, so stop on it: ``while opt.nfev < budget and not opt.converged``.
+    Changing the parameters from outside restarts the search there.
+
     Args:
         params: iterable of tensors or of param-group dicts.
         lr: per-group initial spacing of the sweep.
@@ -429,8 +457,10 @@ class SequentialSearch(DerivativeFreeOptimizer):
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
         st.setdefault("coordinate", 0)
-        if st.get("scales") is None:
+        stuck = st.get("stuck")
+        if st.get("scales") is None or (stuck is not None and bool(stuck.all())):  # fresh, or after converging
             st["scales"] = torch.ones(space.n, dtype=torch.float64)
+        st["stuck"] = torch.zeros(space.n, dtype=torch.bool)
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         sc = st.get("scales")
@@ -454,7 +484,15 @@ class SequentialSearch(DerivativeFreeOptimizer):
         if X.shape[0]:
             X = X[_first_unique(X[:, c])]
             self._evaluate_many(space, X)
-        scales[c] *= self.grow if st["best_f"] < f0 else self.shrink
+        improved = st["best_f"] < f0
+        scales[c] *= self.grow if improved else self.shrink
+        stuck = st.setdefault("stuck", torch.zeros(space.n, dtype=torch.bool))
+        if improved:
+            stuck.zero_()
+        else:  # no point along c, or the nearest integer neighbours were no better
+            stuck[c] = X.shape[0] == 0 or (bool(space.integer[c]) and h == 1.0)
+            if bool(stuck.all()):
+                self._mark_converged(st, "no entry can move to a lower loss")
 
 
 def _first_unique(v: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,11 @@ A move is kept only if the loss decreases; otherwise the opposite move is tried
 (``on_reject="opposite"``) or the move is undone (``"undo"``). When neither is kept the walk
 is undone and its internal velocities are reset to rest.
 
+With minibatches (a closure that evaluates the current batch) pass ``stochastic=True``: each
+step then re-evaluates the incumbent on the current batch before trying a move, so a move is
+judged against the same batch instead of against a loss some earlier (perhaps easier) batch
+gave, which would otherwise freeze the walk.
+
 Example:
     >>> import torch
     >>> from torchzero_bridge.zeroth_order import RandomWalk
@@ -93,12 +98,13 @@ class _Walk(DerivativeFreeOptimizer):
         target_rate: float | None,
         seed: int | None,
         generator: torch.Generator | None,
+        stochastic: bool,
     ) -> None:
         if on_reject not in ON_REJECT:
             raise ValueError(f"{type(self).__name__}: on_reject expected one of {ON_REJECT}, got {on_reject!r}")
         self.on_reject = on_reject
         self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.2, type(self).__name__)
-        super().__init__(params, defaults, seed=seed, generator=generator)
+        super().__init__(params, defaults, seed=seed, generator=generator, stochastic=stochastic)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["lr"], f"lr ({where})", type(self).__name__)
@@ -136,6 +142,8 @@ class RandomWalk(_Walk):
         bounds: per-group ``(lo, hi)``; moves are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        stochastic: minibatch mode: every step first re-evaluates the incumbent on the closure's
+            current batch and compares the moves with that value (one more closure run per step).
 
     Raises:
         ValueError: non-positive ``lr`` or ``order``, unknown ``on_reject``, bad ``adapt``.
@@ -164,9 +172,12 @@ class RandomWalk(_Walk):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        stochastic: bool = False,
     ) -> None:
         self.order = check_int(order, "order", type(self).__name__)
-        super().__init__(params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator)
+        super().__init__(
+            params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator, stochastic
+        )
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
         st["diffs"] = torch.zeros((self.order - 1, space.n), dtype=space.dtype, device=space.device)
@@ -212,6 +223,8 @@ class SecondOrderRandomWalk(_Walk):
         bounds: per-group ``(lo, hi)``; moves are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        stochastic: minibatch mode: every step first re-evaluates the incumbent on the closure's
+            current batch and compares the moves with that value (one more closure run per step).
 
     Raises:
         ValueError: non-positive ``lr`` or ``turn``, unknown ``on_reject``, bad ``adapt``.
@@ -240,9 +253,12 @@ class SecondOrderRandomWalk(_Walk):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        stochastic: bool = False,
     ) -> None:
         self.turn = check_positive(turn, "turn", type(self).__name__)
-        super().__init__(params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator)
+        super().__init__(
+            params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator, stochastic
+        )
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
         st.setdefault("scale", 1.0)

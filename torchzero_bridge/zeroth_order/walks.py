@@ -13,7 +13,9 @@ is undone and its internal velocities are reset to rest.
 With minibatches (a closure that evaluates the current batch) pass ``stochastic=True``: each
 step then re-evaluates the incumbent on the current batch before trying a move, so a move is
 judged against the same batch instead of against a loss some earlier (perhaps easier) batch
-gave, which would otherwise freeze the walk.
+gave, which would otherwise freeze the walk. Keep ``lr`` fixed there: success-based ``adapt``
+counts moves that only looked better on a noisy batch as successes and can grow the step
+until the walk diverges.
 
 Example:
     >>> import torch

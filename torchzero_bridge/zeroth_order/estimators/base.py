@@ -80,8 +80,8 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
         params: tensors or param-group dicts, or ``None`` for an unbound estimator (a ``jac``
             or a :class:`GradChain` stage).
         defaults: per-group options and their defaults (``{"h": 1e-3}``).
-        opt: the inner optimizer, unconstructed (see :mod:`~torchzero_bridge.zeroth_order.inner`);
-            ``None``: ``step`` only fills ``.grad``.
+        opt: the inner optimizer: constructed over the same params, a factory or a ``(class, kwargs)``
+            pair (see :mod:`~torchzero_bridge.zeroth_order.inner`); ``None``: ``step`` only fills ``.grad``.
         seed: seed of the random directions (randomized estimators).
         generator: a ``torch.Generator`` to draw sample seeds from instead.
         randomized: whether the estimator draws random directions.

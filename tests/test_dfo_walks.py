@@ -215,3 +215,33 @@ class TestSwarmOfOptimizers:
         assert isinstance(member, tzb.RandomWalk)
         assert [g["lr"] for g in member.param_groups] == [0.5, 0.1]  # group options reach the members
         assert all(g["bounds"] is None for g in member.param_groups)  # the swarm keeps the bounds itself
+
+
+@pytest.mark.parametrize("cls", [tzb.RandomWalk, tzb.SecondOrderRandomWalk])
+def test_adapted_walk_says_when_its_step_can_no_longer_move(cls) -> None:
+    w = torch.tensor([0.05, -0.05], dtype=torch.float64)
+    calls = []
+
+    def plateau() -> float:  # flat around the start: every move is rejected and the scale shrinks
+        calls.append(1)
+        return float(torch.floor(w.abs() * 10).sum())
+
+    opt = cls([w], lr=0.1, adapt=2.0, seed=0)
+    with pytest.warns(tzb.errors.ConvergedWarning, match=f"{cls.__name__} has converged"):
+        while opt.nfev < 100_000 and not opt.converged:
+            opt.step(plateau)
+    # the scale falls by 2 ** -0.25 per rejected step: 0.1 -> below 0.05 * 2 ** -53 in about 230 steps
+    assert opt.converged and opt.nfev < 1000
+    step = 0.1 * opt.state["derivative_free"]["scale"]
+    assert step < 0.05 * 2.0**-52 and w.tolist() == [0.05, -0.05]
+    ran = len(calls)
+    opt.step(plateau)
+    assert len(calls) == ran
+
+
+def test_fixed_step_walk_never_claims_convergence() -> None:
+    w = torch.tensor([0.05], dtype=torch.float64)
+    opt = tzb.RandomWalk([w], lr=0.1, seed=0)
+    for _ in range(300):
+        opt.step(lambda: float(torch.floor(w.abs() * 10).sum()))
+    assert not opt.converged and opt.nfev == 1 + 600

@@ -377,7 +377,8 @@ class DerivativeFreeOptimizer(torch.optim.Optimizer):
         x = space.read()
         best = st["best_x"]
         if best is not None and best.shape == x.shape and torch.equal(best, x):
-            if self.stochastic and self._value is not None:  # the incumbent's loss on this step's batch
+            if self.stochastic and not st.get("converged", False):  # the incumbent's loss on this batch
+                assert self._value is not None
                 st["best_f"], st["nfev"] = self._finite(self._value()), st["nfev"] + 1
                 self._refresh(space, st, st["best_f"])
             return

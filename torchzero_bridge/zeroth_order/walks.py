@@ -111,6 +111,18 @@ class _Walk(DerivativeFreeOptimizer):
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["lr"], f"lr ({where})", type(self).__name__)
 
+    def _stalled(self, space: FlatSpace, st: dict[str, Any]) -> bool:
+        """With ``adapt``: mark the walk converged once a step of the adapted scale no longer
+        changes any entry (the scale only shrinks from there, so no move can ever be made)."""
+        if self.adapt is None:
+            return False
+        x = st["best_x"]
+        step = space.group_vector(self.param_groups, "lr") * st["scale"]
+        if torch.equal(space.project(x + step), x) and torch.equal(space.project(x - step), x):
+            self._mark_converged(st, "the adapted step no longer changes the parameters")
+            return True
+        return False
+
     def _try(self, space: FlatSpace, st: dict[str, Any], move: torch.Tensor) -> int:
         """Try ``best + move``, then (optionally) ``best - move``; 1, -1, or 0 when neither is kept."""
         x = st["best_x"]
@@ -139,7 +151,8 @@ class RandomWalk(_Walk):
         lr: per-group noise scale.
         order: how many times the noise is integrated (1 = plain random walk).
         on_reject: ``"opposite"`` (try the reversed move, default) or ``"undo"``.
-        adapt: optional success-based step-size factor (``> 1``, see :func:`check_adapt`).
+        adapt: optional success-based step-size factor (``> 1``, see :func:`check_adapt`). Once the
+            adapted step no longer changes the parameters the walk sets ``converged`` and stops.
         target_rate: acceptance rate at which ``adapt`` keeps the scale constant (default 0.2).
         bounds: per-group ``(lo, hi)``; moves are clipped to them.
         seed: seed of the optimizer's random generator.
@@ -194,6 +207,8 @@ class RandomWalk(_Walk):
             )
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        if self._stalled(space, st):
+            return
         z = torch.randn(space.n, generator=self._generator(space), dtype=space.dtype, device=space.device)
         move = space.group_vector(self.param_groups, "lr") * st["scale"] * z
         diffs = st["diffs"].clone()
@@ -220,7 +235,8 @@ class SecondOrderRandomWalk(_Walk):
         lr: per-group step length.
         turn: how strongly the noise turns the direction (about the angle in radians for small values).
         on_reject: ``"opposite"`` (default) or ``"undo"``.
-        adapt: optional success-based step-size factor (``> 1``).
+        adapt: optional success-based step-size factor (``> 1``); the walk sets ``converged`` once
+            the adapted step no longer changes the parameters.
         target_rate: acceptance rate at which ``adapt`` keeps the scale constant (default 0.2).
         bounds: per-group ``(lo, hi)``; moves are clipped to them.
         seed: seed of the optimizer's random generator.
@@ -274,6 +290,8 @@ class SecondOrderRandomWalk(_Walk):
             raise ValueError(f"state_dict: saved direction has {u.numel()} entries, expected {space.n}")
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        if self._stalled(space, st):
+            return
         z = torch.randn(space.n, generator=self._generator(space), dtype=space.dtype, device=space.device)
         u = st["direction"] + self.turn * z / space.n**0.5
         u = u / torch.linalg.vector_norm(u)

@@ -10,6 +10,7 @@ from torchzero_bridge.core import BatchObjective, BridgeOptimizer, FlatParams, O
 from torchzero_bridge.errors import (
     BridgeWarning,
     ClosureError,
+    ConvergedWarning,
     IgnoredOptionWarning,
     MissingGradientError,
     NonFiniteLossWarning,
@@ -60,6 +61,7 @@ __all__ = [
     "BridgeOptimizer",
     "BridgeWarning",
     "ClosureError",
+    "ConvergedWarning",
     "DerivativeFreeOptimizer",
     "DifferentialEvolutionWrapper",
     "DirectWrapper",

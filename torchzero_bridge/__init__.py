@@ -10,6 +10,7 @@ from torchzero_bridge.core import BatchObjective, BridgeOptimizer, FlatParams, O
 from torchzero_bridge.errors import (
     BridgeWarning,
     ClosureError,
+    FrozenParameterWarning,
     IgnoredOptionWarning,
     MissingGradientError,
     NonFiniteLossWarning,
@@ -67,6 +68,7 @@ __all__ = [
     "EvolutionStrategy",
     "FlatParams",
     "ForwardGradient",
+    "FrozenParameterWarning",
     "GaussianSmoothing",
     "GradChain",
     "GradientEstimator",

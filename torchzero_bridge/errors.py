@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "BridgeWarning",
     "ClosureError",
+    "FrozenParameterWarning",
     "IgnoredOptionWarning",
     "MissingGradientError",
     "NonFiniteLossWarning",
@@ -26,6 +27,10 @@ class BridgeWarning(UserWarning):
 
 class IgnoredOptionWarning(BridgeWarning):
     """An option was given that the chosen solver or method does not use."""
+
+
+class FrozenParameterWarning(BridgeWarning):
+    """Frozen ``nn.Parameter`` s (``requires_grad=False``) were left out of an optimizer."""
 
 
 class NonFiniteLossWarning(BridgeWarning, RuntimeWarning):

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, forward_groups
 from torchzero_bridge.zeroth_order.state import ExtraStateMixin
@@ -33,7 +34,7 @@ from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 __all__ = ["GradChain"]
 
 
-class GradChain(ExtraStateMixin, torch.optim.Optimizer):
+class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     """Chain optimizers: every stage but the last turns its gradient into an update, which is
     undone and handed to the next stage as that stage's gradient; the last stage applies its
     update for real.

@@ -15,6 +15,7 @@ __all__ = [
     "BridgeWarning",
     "ClosureError",
     "ConvergedWarning",
+    "FrozenParameterWarning",
     "IgnoredOptionWarning",
     "MissingGradientError",
     "NonFiniteLossWarning",
@@ -31,6 +32,10 @@ class IgnoredOptionWarning(BridgeWarning):
 
 class ConvergedWarning(BridgeWarning):
     """An iterative optimizer has converged: later steps evaluate nothing (stop on ``opt.converged``)."""
+
+
+class FrozenParameterWarning(BridgeWarning):
+    """Frozen ``nn.Parameter`` s (``requires_grad=False``) were left out of an optimizer."""
 
 
 class NonFiniteLossWarning(BridgeWarning, RuntimeWarning):

@@ -47,6 +47,7 @@ from typing import Any, ClassVar, cast
 import torch
 
 from torchzero_bridge.core.batch import BatchObjective
+from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
 from torchzero_bridge.zeroth_order.space import INTEGER_OPTIMIZERS, FlatSpace, to_device, user_stacklevel, warn_ignored
@@ -57,7 +58,7 @@ STATE_KEY = "derivative_free"
 """Key of the method's state in ``optimizer.state`` and in ``state_dict()['state']``."""
 
 
-class DerivativeFreeOptimizer(torch.optim.Optimizer):
+class DerivativeFreeOptimizer(SkipsFrozen, torch.optim.Optimizer):
     """Base class of the derivative-free torch optimizers; each ``step(closure)`` is one iteration.
 
     Subclasses implement :meth:`_step` (propose points with :meth:`_evaluate` /

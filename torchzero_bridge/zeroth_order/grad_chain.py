@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
@@ -43,7 +44,7 @@ from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 __all__ = ["GradChain"]
 
 
-class GradChain(ExtraStateMixin, torch.optim.Optimizer):
+class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     """Chain optimizers: every stage but the last turns its gradient into an update, which is
     undone and handed to the next stage as that stage's gradient; the last stage applies its
     update for real.

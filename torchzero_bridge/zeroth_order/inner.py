@@ -41,6 +41,7 @@ from typing import Any, Union
 
 import torch
 
+from torchzero_bridge.core.frozen import is_frozen
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 
 __all__ = ["OptimizerSpec", "build_optimizer", "check_spec", "forward_groups", "is_constructed", "needs_closure"]
@@ -228,14 +229,18 @@ def build_optimizer(
 def _difference(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], cls: str, owner: str) -> str:
     """Name the tensors in one list of groups and not in the other (``""`` when they hold the same)."""
     mine = {id(p) for g in ours for p in g["params"]}
-    other = {id(p) for g in theirs for p in g["params"]}
+    # frozen nn.Parameters are left out of the owner's groups (core/frozen.py); the user's optimizer may list them
+    other = {id(p) for g in theirs for p in g["params"] if not is_frozen(p)}
     if mine == other:
         return ""
     missing = [
         _label(g, k, i, p, owner) for k, g in enumerate(ours) for i, p in enumerate(g["params"]) if id(p) not in other
     ]
     extra = [
-        _label(g, k, i, p, cls) for k, g in enumerate(theirs) for i, p in enumerate(g["params"]) if id(p) not in mine
+        _label(g, k, i, p, cls)
+        for k, g in enumerate(theirs)
+        for i, p in enumerate(g["params"])
+        if id(p) not in mine and not is_frozen(p)
     ]
     parts = []
     if missing:

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
+from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
@@ -31,7 +32,7 @@ from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 __all__ = ["RandomGrad"]
 
 
-class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
+class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     """Perturb, compare, and hand ``±perturbation`` to an optimizer as the gradient.
 
     One step: evaluate ``f(x)``; draw a direction ``d`` and evaluate ``f(x + lr·d)``; restore

@@ -10,15 +10,14 @@ Example:
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterable
-from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
+from torchzero_bridge._warn import user_stacklevel
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.errors import IgnoredOptionWarning
 
@@ -47,19 +46,6 @@ def warn_ignored(option: str, reason: str) -> None:
         'std is ignored: the uniform sampler does not use it'
     """
     warnings.warn(f"{option} is ignored: {reason}", IgnoredOptionWarning, stacklevel=user_stacklevel())
-
-
-def user_stacklevel(skip: tuple[str, ...] = ("torchzero_bridge.", "torch.")) -> int:
-    """The ``stacklevel`` that makes a warning point at the caller's first frame outside ``skip`` modules.
-
-    Example:
-        >>> user_stacklevel() >= 2
-        True
-    """
-    level, frame = 2, cast("FrameType | None", sys._getframe(2))
-    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(skip):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 class FlatSpace:

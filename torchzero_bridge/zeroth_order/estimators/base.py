@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from torchzero_bridge._checks import check_positive
+from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
@@ -70,7 +71,7 @@ class Block:
     tensors: list[torch.Tensor]
 
 
-class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
+class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     """Base class: a zeroth-order gradient estimator that is also a ``torch.optim.Optimizer``.
 
     Subclasses implement :meth:`_estimate`. See the module docstring for the three ways

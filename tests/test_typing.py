@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from wheel_helpers import build_and_install, clean_env
+from wheel_build import build_and_install, clean_env
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import zipfile
 from email.parser import Parser
 
 import pytest
-from wheel_helpers import ROOT, build_and_install, clean_env
+from wheel_build import ROOT, build_and_install, clean_env
 
 pytestmark = pytest.mark.slow
 

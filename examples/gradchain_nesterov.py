@@ -54,7 +54,7 @@ nesterov_adam = chained(
     [lambda p: torch.optim.SGD(p, lr=1.0, momentum=0.9, nesterov=True), lambda p: torch.optim.Adam(p, lr=LR)], True
 )
 reference = by_hand()
-gap = float((nesterov_adam.vector() - reference.vector()).abs().max())
+gap = float((nesterov_adam.vector() - reference.vector()).detach().abs().max())
 print(
     f"Nesterov -> Adam      {STEPS} steps: loss {float(nesterov_adam().detach()):.3e}  (max gap to by-hand {gap:.1e})"
 )

@@ -53,7 +53,6 @@ __all__ = [
 
 _ARG_KEYS = ("method", "jac", "hess", "hessp", "bounds", "constraints", "tol", "options", "callback")
 _FD_JAC = ("2-point", "3-point")
-_SENTINEL: Any = object()
 
 
 class MinimizeWrapper(BridgeOptimizer):
@@ -64,10 +63,13 @@ class MinimizeWrapper(BridgeOptimizer):
             scalars, tensors shaped like its parameters, or ``None``.
         minimizer_args: gngdb-style dict of ``minimize`` arguments (``method``, ``jac``,
             ``hess``, ``hessp``, ``bounds``, ``constraints``, ``tol``, ``options``,
-            ``callback``). Not modified. Keywords below may be used instead.
+            ``callback``). Not modified. Keywords below may be used instead; a keyword left
+            at its default (``None``, or ``"auto"`` for ``jac``) counts as not given, so the
+            value in ``minimizer_args`` (or the resolution described below) applies.
         method: a ``minimize`` method name (case-insensitive) or a callable method. Default:
             scipy's choice (BFGS, L-BFGS-B with bounds, SLSQP with constraints).
-        jac: ``True`` (exact autograd gradient; the default for gradient methods), ``False``
+        jac: ``"auto"`` (default: the exact autograd gradient for methods that use one,
+            nothing for derivative-free methods), ``True`` (exact autograd gradient), ``False``
             or ``None`` (scipy's own finite differences), ``"2-point"``, ``"3-point"``, a
             callable ``jac(x)``, or a gradient estimator with ``make_scipy_jac(objective)``.
         hess: for methods that take a Hessian: a callable ``hess(x)``, ``"2-point"``,
@@ -98,16 +100,16 @@ class MinimizeWrapper(BridgeOptimizer):
         params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
         minimizer_args: Mapping[str, Any] | None = None,
         *,
-        method: str | Callable[..., Any] | None = _SENTINEL,
-        jac: Any = _SENTINEL,
-        hess: Any = _SENTINEL,
-        hessp: Any = _SENTINEL,
-        bounds: Any = _SENTINEL,
-        constraints: Any = _SENTINEL,
-        tol: float | None = _SENTINEL,
-        options: Mapping[str, Any] | None = _SENTINEL,
+        method: str | Callable[..., Any] | None = None,
+        jac: Any = "auto",
+        hess: Any = None,
+        hessp: Any = None,
+        bounds: Any = None,
+        constraints: Any = None,
+        tol: float | None = None,
+        options: Mapping[str, Any] | None = None,
         hvp_method: str = "autograd",
-        callback: Callable[[OptimizeResult], Any] | None = _SENTINEL,
+        callback: Callable[[OptimizeResult], Any] | None = None,
         timeout: float | None = None,
         progress: bool = False,
         threads: ThreadsSpec = "auto",
@@ -422,8 +424,8 @@ def _merge_args(minimizer_args: Mapping[str, Any] | None, **keywords: Any) -> di
     if unknown:
         raise TypeError(f"minimizer_args: unknown key(s) {unknown}; expected some of {list(_ARG_KEYS)}")
     for key, value in keywords.items():
-        if value is _SENTINEL:
-            continue
+        if (isinstance(value, str) and value == "auto") if key == "jac" else value is None:
+            continue  # not given as a keyword: minimizer_args or the resolution documented above applies
         if key in args:
             raise ValueError(f"{key} given both in minimizer_args and as a keyword; give it once")
         args[key] = value

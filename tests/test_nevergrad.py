@@ -83,8 +83,10 @@ def test_unevaluated_recommendation_is_evaluated_once() -> None:
     log: list = []
     opt = tzb.NevergradWrapper([w], "TBPSA", budget=60, seed=0)
     opt.step(recording_closure(w, sphere, log))
-    assert opt.result.nfev == 61 and len(log) == 61
-    np.testing.assert_array_equal(log[-1], rec.value)
+    # 60 asks, the recommendation, and the start point (never asked by TBPSA; it competes once)
+    assert opt.result.nfev == 62 and len(log) == 62
+    np.testing.assert_array_equal(log[-2], rec.value)
+    np.testing.assert_array_equal(log[-1], x0)
     best = min(sphere(a) for a in log)
     assert float(opt.result.fun) == best and sphere(w.numpy()) == best
 
@@ -99,7 +101,9 @@ def test_recommendation_already_evaluated_is_not_rerun() -> None:
     log: list = []
     opt = tzb.NevergradWrapper([w], "CMA", budget=40, seed=0)
     opt.step(recording_closure(w, sphere, log))
-    assert opt.result.nfev == 40 and len(log) == 40
+    # 40 asks (the recommendation among them) and the start point, which CMA never asks
+    assert opt.result.nfev == 41 and len(log) == 41
+    np.testing.assert_array_equal(log[-1], x0)
     np.testing.assert_array_equal(w.numpy(), rec.value)
 
 
@@ -227,7 +231,10 @@ def test_integer_and_boolean_tensors_round_trip() -> None:
     opt = tzb.NevergradWrapper([{"params": [w, k, b], "bounds": (-4, 4)}], "OnePlusOne", budget=120, seed=4)
     opt.step(closure)
     assert dtypes == {(torch.float64, torch.int64, torch.bool)}
-    np.testing.assert_array_equal(np.array(log), np.array(ref_log))
+    np.testing.assert_array_equal(np.array(log[:120]), np.array(ref_log))
+    # the first ask draws the booleans, so the start itself was never asked: it competes once, last
+    assert len(log) == 121
+    np.testing.assert_array_equal(log[-1], np.concatenate([w0, k0, b0]).astype(float))
     rec_w, rec_k, rec_b = ref.recommend().value
     assert k.tolist() == rec_k.tolist() and b.tolist() == list(rec_b)
     np.testing.assert_array_equal(w.numpy(), rec_w)

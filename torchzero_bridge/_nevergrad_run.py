@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import warnings
@@ -26,7 +27,7 @@ import torch
 
 from torchzero_bridge.core.flat import FlatParams
 
-__all__ = ["AskTellHistory", "NevergradSpace", "fingerprint"]
+__all__ = ["AskTellHistory", "NevergradSpace", "fingerprint", "suggest_names"]
 
 _ASK, _TELL, _RECOMMEND = 0, 1, 2
 
@@ -35,6 +36,15 @@ def fingerprint(x: np.ndarray) -> int:
     """A signed 64-bit digest of the exact bytes of a float64 vector."""
     digest = hashlib.blake2b(np.ascontiguousarray(x, dtype=np.float64).tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
+
+
+def suggest_names(name: str, known: list[str]) -> str:
+    """A hint listing registry names close to ``name``."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=5, cutoff=0.6)
+    if close:
+        return "did you mean " + ", ".join(repr(lowered[c]) for c in close) + "?"
+    return "see nevergrad.optimizers.registry for the available names"
 
 
 class NevergradSpace:

@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ import torch
 from scipy.optimize import OptimizeResult
 
 from torchzero_bridge._checks import check_int, check_positive, check_seed
-from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace
+from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace, suggest_names
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
@@ -81,7 +80,7 @@ def resolve_nevergrad_optimizer(optimizer: OptimizerSpec) -> tuple[Callable[...,
         if optimizer in registry:
             return registry[optimizer], optimizer
         raise ValueError(
-            f"optimizer: {optimizer!r} is not in nevergrad's registry; {_suggest(optimizer, list(registry))}"
+            f"optimizer: {optimizer!r} is not in nevergrad's registry; {suggest_names(optimizer, list(registry))}"
         )
     if isinstance(optimizer, type) and issubclass(optimizer, base.Optimizer):
         return optimizer, optimizer.__name__
@@ -96,14 +95,6 @@ def resolve_nevergrad_optimizer(optimizer: OptimizerSpec) -> tuple[Callable[...,
         "optimizer: expected a nevergrad registry name, an Optimizer subclass or a ConfiguredOptimizer, "
         f"got {type(optimizer).__name__}"
     )
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    lowered = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=5, cutoff=0.6)
-    if close:
-        return "did you mean " + ", ".join(repr(lowered[c]) for c in close) + "?"
-    return "see nevergrad.optimizers.registry for the available names"
 
 
 class NevergradWrapper(BridgeOptimizer):

@@ -43,6 +43,7 @@ from scipy.optimize import OptimizeResult
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
 from torchzero_bridge.core.progress import Progress
+from torchzero_bridge.core.start import StartWatch, note
 from torchzero_bridge.core.state import check_plain, from_plain, to_plain
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
@@ -175,7 +176,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
             **self._objective_options(),  # type: ignore[arg-type]
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
-        watch = _StartWatch(objective, x0) if self._answer_is_best() else None
+        watch = StartWatch(objective, x0) if self._answer_is_best() else None
         if watch is not None:
             objective.on_eval = watch.chain(objective.on_eval)
         try:
@@ -260,7 +261,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
             self._best_x, self._best_f = x, float(best["f"])
 
     # ------------------------------------------------------------------ best over the optimizer's life
-    def _start_loss(self, ctx: SolveContext, watch: _StartWatch) -> float | None:
+    def _start_loss(self, ctx: SolveContext, watch: StartWatch) -> float | None:
         """The loss at the step's start point, evaluating it once only when nothing else knows it.
 
         ``None`` when the start need not count: it lies outside the bounds, or it was
@@ -292,13 +293,13 @@ class BridgeOptimizer(torch.optim.Optimizer):
         start = result.get("start_fun")
         if start is not None and math.isfinite(start) and (not math.isfinite(fun) or start < fun):
             x, fun = ctx.x0.copy(), float(start)
-            _note(result, "the start point is better than the solver's answer; parameters stay there")
+            note(result, "the start point is better than the solver's answer; parameters stay there")
         n = ctx.flat.n
         if self._best_x is not None and self._best_x.shape != (n,):
             self._best_x, self._best_f = None, math.inf  # the parameters changed shape: a new record
         if self._best_x is not None and (not math.isfinite(fun) or self._best_f < fun):
             x, fun = self._best_x.copy(), self._best_f
-            _note(result, "an earlier step found a better point; parameters hold it")
+            note(result, "an earlier step found a better point; parameters hold it")
         elif math.isfinite(fun) and fun < self._best_f:
             self._best_x, self._best_f = np.array(x, dtype=np.float64), float(fun)
         return x, fun
@@ -361,34 +362,6 @@ class BridgeOptimizer(torch.optim.Optimizer):
         if obj.n_nonfinite:
             result.n_nonfinite = obj.n_nonfinite
         return fun
-
-
-class _StartWatch:
-    """Notices whether the solver itself evaluated the start point (an ``on_eval`` hook)."""
-
-    def __init__(self, objective: Objective, x0: np.ndarray) -> None:
-        self.objective = objective
-        self.x0 = x0
-        self.first = x0.item(0) if x0.size else 0.0
-        self.seen = x0.size == 0
-
-    def chain(self, inner: Callable[[float], None] | None) -> Callable[[float], None]:
-        """An ``on_eval`` that checks the point just evaluated, then calls ``inner``."""
-
-        def on_eval(f: float) -> None:
-            if not self.seen:
-                last = self.objective.last_x
-                if last is not None and last.item(0) == self.first and np.array_equal(last, self.x0):
-                    self.seen = True
-            if inner is not None:
-                inner(f)
-
-        return on_eval
-
-
-def _note(result: OptimizeResult, text: str) -> None:
-    msg = result.get("message")
-    result.message = f"{msg} ({text})" if msg else text
 
 
 def materialize_params(params: Any) -> list[Any]:

@@ -80,7 +80,7 @@ def _optuna(sampler: str) -> Factory:
         samplers = {
             "TPE": lambda: optuna.samplers.TPESampler(seed=5, n_startup_trials=4),
             "Random": lambda: optuna.samplers.RandomSampler(seed=5),
-            "CmaEs": lambda: optuna.samplers.CmaEsSampler(seed=5, n_startup_trials=2),
+            "NSGAII": lambda: optuna.samplers.NSGAIISampler(seed=5, population_size=4),
         }
         return _tzb().OptunaWrapper(_boxed(p), samplers[sampler](), n_trials=6)
 
@@ -153,7 +153,7 @@ ENTRIES: list[Entry] = [
     # optuna
     Entry("OptunaWrapper[TPE]", _optuna("TPE"), _sphere),
     Entry("OptunaWrapper[Random]", _optuna("Random"), _sphere),
-    Entry("OptunaWrapper[CmaEs]", _optuna("CmaEs"), _sphere),
+    Entry("OptunaWrapper[NSGAII]", _optuna("NSGAII"), _sphere),
     # gradient estimators
     Entry("FDM", lambda p: _t("FDM")(p, opt=_adam), _rosen),
     Entry("RDSA", lambda p: _t("RDSA")(p, opt=_adam, seed=1), _rosen),

@@ -125,7 +125,7 @@ def check_plain(value: Any, where: str = "state_dict") -> None:
                 raise TypeError(f"{where}: key {k!r} is not a str or int")
             check_plain(v, f"{where}[{k!r}]")
         return
-    if type(value) in (list, tuple):
+    if type(value) in (list, tuple, torch.Size):
         for i, v in enumerate(value):
             check_plain(v, f"{where}[{i}]")
         return

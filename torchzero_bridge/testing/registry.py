@@ -25,9 +25,9 @@ import torch
 
 from torchzero_bridge.testing.functions import Sphere
 from torchzero_bridge.testing.global_functions import Rastrigin
-from torchzero_bridge.testing.problems import Rosenbrock
+from torchzero_bridge.testing.problems import Rosenbrock, make_closure
 
-__all__ = ["ENTRIES", "Entry", "entry", "optimizer_classes"]
+__all__ = ["ENTRIES", "Entry", "entry", "logging_closure", "optimizer_classes"]
 
 Factory = Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer]
 
@@ -201,3 +201,27 @@ def entry(name: str) -> Entry:
 def optimizer_classes() -> set[str]:
     """Class names covered by at least one entry (``"Class[config]"`` counts for ``Class``)."""
     return {e.name.split("[")[0] for e in ENTRIES}
+
+
+def logging_closure(
+    model: torch.nn.Module, zero_grad: Callable[[], None], log: list[torch.Tensor]
+) -> Callable[..., torch.Tensor]:
+    """A ``backward``-aware closure returning ``model()`` that appends the evaluated point to ``log``.
+
+    Each entry of ``log`` is a float64 copy of all parameters, flattened and concatenated, so
+    two runs can be compared evaluation by evaluation.
+
+    Example:
+        >>> model = entry("RandomSearch").problem()
+        >>> log = []
+        >>> _ = logging_closure(model, lambda: None, log)(backward=False)
+        >>> log[0].tolist()
+        [0.9, -0.4, 0.3]
+    """
+    inner = make_closure(model, zero_grad)
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        log.append(torch.cat([p.detach().reshape(-1).to(torch.float64) for p in model.parameters()]))
+        return inner(backward)
+
+    return closure

@@ -97,6 +97,15 @@ class BridgeOptimizer(torch.optim.Optimizer):
 
     Attributes:
         result: the last ``step``'s ``scipy.optimize.OptimizeResult`` (also as ``res``).
+
+    Solvers that answer with the best point seen (global scipy solvers, nevergrad, optuna)
+    also never end a step worse than it started: the start point competes (its loss is known
+    from the previous step, or from the solver's own evaluation of it, or it is evaluated once
+    after the run; ``result.start_fun`` holds it, ``result.start_evaluated`` says whether that
+    extra closure run happened, and ``result.nfev`` does not count it), and the parameters end at
+    the best point of the optimizer's whole life, which is kept in ``state_dict``. Only a strict
+    improvement replaces the solver's answer, so ties keep it. A start outside the bounds does
+    not compete. The record assumes the closure is the same function at every step.
     """
 
     allow_integer: ClassVar[bool] = False
@@ -184,6 +193,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
                 result = self._solve(ctx)
                 if watch is not None:
                     result["start_fun"] = self._start_loss(ctx, watch)
+                    result["start_evaluated"] = watch.evaluated
         except StopSolve as stop:
             result = self._best_result(ctx, stop.reason)
         except BaseException as exc:
@@ -279,9 +289,11 @@ class BridgeOptimizer(torch.optim.Optimizer):
         if self._best_x is not None and np.array_equal(self._best_x, x0):
             return self._best_f  # the previous step ended here
         try:
-            return obj.value(x0)
+            f = obj.value(x0)
         except StopSolve:  # out of time: the start simply does not compete
             return None
+        watch.evaluated = True
+        return f
 
     def _best_of_life(
         self, ctx: SolveContext, result: OptimizeResult, x: np.ndarray, fun: float
@@ -300,7 +312,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
         if self._best_x is not None and (not math.isfinite(fun) or self._best_f < fun):
             x, fun = self._best_x.copy(), self._best_f
             note(result, "an earlier step found a better point; parameters hold it")
-        elif math.isfinite(fun) and fun < self._best_f:
+        elif math.isfinite(fun) and fun <= self._best_f:  # on a tie the record follows the parameters
             self._best_x, self._best_f = np.array(x, dtype=np.float64), float(fun)
         return x, fun
 
@@ -356,7 +368,7 @@ class BridgeOptimizer(torch.optim.Optimizer):
             fun = known
         result.x = x
         result.fun = fun
-        result.nfev = obj.nfev
+        result.nfev = obj.nfev - int(bool(result.get("start_evaluated", False)))  # the solver's evaluations
         result.njev = obj.ngev
         result.nhev = obj.nhev
         if obj.n_nonfinite:

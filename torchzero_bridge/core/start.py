@@ -26,13 +26,24 @@ __all__ = ["StartWatch", "note"]
 
 
 class StartWatch:
-    """Notices whether the solver itself evaluated the start point (an ``on_eval`` hook)."""
+    """Notices whether the solver itself evaluated the start point (an ``on_eval`` hook).
+
+    A point within ``tol`` (absolute, ``1e-12`` times the start's largest magnitude, at least
+    ``1e-12``) of the start in every entry counts: solvers that map the start through their own
+    scaling (differential evolution's unit cube) evaluate it up to rounding.
+
+    Args:
+        objective: has ``last_x``, the point evaluated last.
+        x0: the start point.
+    """
 
     def __init__(self, objective: Any, x0: np.ndarray) -> None:
         self.objective = objective
         self.x0 = x0
         self.first = x0.item(0) if x0.size else 0.0
+        self.tol = 1e-12 * max(1.0, float(np.max(np.abs(x0)))) if x0.size else 0.0
         self.seen = x0.size == 0
+        self.evaluated = False  # set by the optimizer when it evaluated the start itself, after the run
 
     def chain(self, inner: Callable[[float], None] | None) -> Callable[[float], None]:
         """An ``on_eval`` that checks the point just evaluated, then calls ``inner``."""
@@ -40,7 +51,11 @@ class StartWatch:
         def on_eval(f: float) -> None:
             if not self.seen:
                 last = self.objective.last_x
-                if last is not None and last.item(0) == self.first and np.array_equal(last, self.x0):
+                if (
+                    last is not None
+                    and abs(last.item(0) - self.first) <= self.tol
+                    and float(np.max(np.abs(last - self.x0))) <= self.tol
+                ):
                     self.seen = True
             if inner is not None:
                 inner(f)

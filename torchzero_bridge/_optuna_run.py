@@ -236,12 +236,28 @@ def trials_to_plain(trials: list[Any]) -> list[dict[str, Any]]:
     return to_plain(out, where="trials")
 
 
+_PICKLED_ATTRS = ("cma:optimizer", "sepcma:optimizer", "cmawm:optimizer")
+"""Trial system attributes that optuna's ``CmaEsSampler`` unpickles (hex text) when it samples."""
+
+
 def trials_from_plain(saved: list[dict[str, Any]]) -> list[Any]:
-    """``FrozenTrial`` objects from :func:`trials_to_plain` (JSON text is parsed, nothing unpickled)."""
+    """``FrozenTrial`` objects from :func:`trials_to_plain` (JSON text is parsed, nothing unpickled).
+
+    Raises:
+        ValueError: a trial carries a system attribute that optuna's ``CmaEsSampler`` would
+            unpickle at the next step (a checkpoint must not bring code into the study).
+    """
     opt = _optuna()
     dist = opt.distributions
     out = []
     for i, t in enumerate(saved):
+        bad = [k for k in t["system_attrs"] if str(k).startswith(_PICKLED_ATTRS)]
+        if bad:
+            raise ValueError(
+                f"load_state_dict: trial {t['number']} carries {bad[0]!r}, pickled sampler state that optuna would "
+                "unpickle; an in-memory study with CmaEsSampler cannot be restored from a checkpoint, use a "
+                "persistent storage (e.g. 'sqlite:///study.db') instead"
+            )
         values = t["values"]
         out.append(
             opt.trial.FrozenTrial(

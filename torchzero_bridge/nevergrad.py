@@ -117,8 +117,15 @@ class NevergradWrapper(BridgeOptimizer):
     that many candidates are asked at once and evaluated as one batch (one vectorized pass
     when the closure is a :class:`~torchzero_bridge.BatchObjective`). After ``step`` the
     parameters hold the better of nevergrad's recommendation (evaluated once if it was never
-    evaluated, e.g. TBPSA's mean) and the best point evaluated. Non-finite losses are told to
-    nevergrad as they are (it clips them to ``5e20``) and never become the answer.
+    evaluated, e.g. TBPSA's mean) and the best point evaluated, unless the step's start point
+    or an earlier step's best is strictly better (a step never ends worse than it started; see
+    :class:`~torchzero_bridge.BridgeOptimizer`). Non-finite losses are told to nevergrad as they
+    are (it clips them to ``5e20``) and never become the answer.
+
+    Checkpoints: ``state_dict()`` holds the seed (drawn at the first step when ``seed`` is
+    ``None``), the start point and the ask/tell history as tensors, never a nevergrad object;
+    ``load_state_dict`` rebuilds the run and replays the history, and raises ``RuntimeError``
+    if a replayed candidate differs from the recorded one.
 
     Args:
         params: tensors or param-group dicts; a group may carry ``bounds=(lo, hi)`` and
@@ -157,8 +164,8 @@ class NevergradWrapper(BridgeOptimizer):
         >>> def closure(backward=True):
         ...     return torch.nn.functional.mse_loss(model(X), y)
         >>> loss = opt.step(closure)
-        >>> opt.result.nfev >= 200
-        True
+        >>> opt.result.nit  # ask/tell rounds
+        200
     """
 
     allow_integer = True

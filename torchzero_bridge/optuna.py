@@ -324,11 +324,6 @@ class OptunaWrapper(BridgeOptimizer):
 
     # ------------------------------------------------------------------ state
     def _bridge_state(self) -> dict[str, Any]:
-        state = super()._bridge_state()
-        state.update(study_name=self.study.study_name, enqueued=self._enqueued, n_trials=self.n_trials)
-        return state
-
-    def _bridge_state(self) -> dict[str, Any]:
         """Settings, the last result, the sampler's random state and where the study lives.
 
         On a persistent storage the study stays there (its name, and the URL when the storage

@@ -516,3 +516,40 @@ def test_state_without_seed_still_replays() -> None:
     other = tzb.NevergradWrapper([w2], "CMA", budget=40, evals_per_step=10)
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.ng_optimizer.ask().value, opt.ng_optimizer.ask().value)
+
+
+def test_checkpoint_after_an_interrupted_round_keeps_the_pending_candidate() -> None:
+    """A candidate asked but not told (the closure raised) is re-evaluated first after loading too."""
+
+    class Stop(Exception):
+        pass
+
+    def interrupted() -> tuple[tzb.NevergradWrapper, torch.Tensor]:
+        w = torch.tensor([0.5, -0.5], dtype=torch.float64)
+        opt = tzb.NevergradWrapper([w], "CMA", budget=40, evals_per_step=10, seed=9)
+        calls = [0]
+
+        def closure(backward: bool = True) -> float:
+            calls[0] += 1
+            if calls[0] == 5:
+                raise Stop
+            return sphere(w.numpy())
+
+        with pytest.raises(Stop):
+            opt.step(closure)
+        return opt, w
+
+    live, w1 = interrupted()
+    saved, w_saved = interrupted()
+    state = saved.state_dict()
+    w2 = w_saved.clone()
+    resumed = tzb.NevergradWrapper([w2], "CMA", budget=40, evals_per_step=10)
+    resumed.load_state_dict(state)
+    assert len(resumed._pending) == 1
+    np.testing.assert_array_equal(resumed._pending[0].value, live._pending[0].value)
+    log1: list = []
+    log2: list = []
+    live.step(recording_closure(w1, sphere, log1))
+    resumed.step(recording_closure(w2, sphere, log2))
+    np.testing.assert_array_equal(np.array(log2), np.array(log1))
+    assert torch.equal(w1, w2)

@@ -83,8 +83,11 @@ def test_unevaluated_recommendation_is_evaluated_once() -> None:
     log: list = []
     opt = tzb.NevergradWrapper([w], "TBPSA", budget=60, seed=0)
     opt.step(recording_closure(w, sphere, log))
-    assert opt.result.nfev == 61 and len(log) == 61
-    np.testing.assert_array_equal(log[-1], rec.value)
+    # 60 asks, the recommendation, and the start point (never asked by TBPSA; it competes once)
+    assert opt.result.nfev == 61 and len(log) == 62  # nfev: the solver's evaluations, not the start check
+    assert opt.result.start_evaluated
+    np.testing.assert_array_equal(log[-2], rec.value)
+    np.testing.assert_array_equal(log[-1], x0)
     best = min(sphere(a) for a in log)
     assert float(opt.result.fun) == best and sphere(w.numpy()) == best
 
@@ -99,7 +102,9 @@ def test_recommendation_already_evaluated_is_not_rerun() -> None:
     log: list = []
     opt = tzb.NevergradWrapper([w], "CMA", budget=40, seed=0)
     opt.step(recording_closure(w, sphere, log))
-    assert opt.result.nfev == 40 and len(log) == 40
+    # 40 asks (the recommendation among them) and the start point, which CMA never asks
+    assert opt.result.nfev == 40 and len(log) == 41
+    np.testing.assert_array_equal(log[-1], x0)
     np.testing.assert_array_equal(w.numpy(), rec.value)
 
 
@@ -227,7 +232,10 @@ def test_integer_and_boolean_tensors_round_trip() -> None:
     opt = tzb.NevergradWrapper([{"params": [w, k, b], "bounds": (-4, 4)}], "OnePlusOne", budget=120, seed=4)
     opt.step(closure)
     assert dtypes == {(torch.float64, torch.int64, torch.bool)}
-    np.testing.assert_array_equal(np.array(log), np.array(ref_log))
+    np.testing.assert_array_equal(np.array(log[:120]), np.array(ref_log))
+    # the first ask draws the booleans, so the start itself was never asked: it competes once, last
+    assert len(log) == 121
+    np.testing.assert_array_equal(log[-1], np.concatenate([w0, k0, b0]).astype(float))
     rec_w, rec_k, rec_b = ref.recommend().value
     assert k.tolist() == rec_k.tolist() and b.tolist() == list(rec_b)
     np.testing.assert_array_equal(w.numpy(), rec_w)
@@ -408,3 +416,140 @@ def test_progress_bar_counts_evaluations(capsys: pytest.CaptureFixture[str]) -> 
         warnings.simplefilter("ignore")
         opt.step(lambda backward=True: sphere(w.numpy()))
     assert "15" in capsys.readouterr().err
+
+
+def rastrigin_np(x: np.ndarray) -> float:
+    return float(10 * x.size + np.sum(x**2 - 10 * np.cos(2 * np.pi * x)))
+
+
+def test_steps_never_end_worse_than_they_started_tbpsa_rastrigin() -> None:
+    """Five steps of 60: each returns the best loss of the whole life so far, from nevergrad's own loop."""
+    x0 = np.array([2.3, -1.7, 0.9, 3.1])
+    param = ng.p.Array(init=x0.copy())
+    param.random_state = np.random.RandomState(7)
+    ref = ng.optimizers.registry["TBPSA"](parametrization=param, budget=60)
+    best, expected = rastrigin_np(x0), []
+    for _ in range(5):  # the wrapper's sequence: 60 asks/tells, then one recommendation per step
+        for _ in range(60):
+            c = ref.ask()
+            f = rastrigin_np(c.value)
+            ref.tell(c, f)
+            best = min(best, f)
+        rec = ref.provide_recommendation()
+        best = min(best, rastrigin_np(rec.value) if rec.loss is None else rec.loss)
+        expected.append(best)
+    w = torch.tensor(x0)
+    opt = tzb.NevergradWrapper([w], "TBPSA", budget=60, seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nevergrad warns that the budget is spent after the first step
+        losses = [float(opt.step(lambda backward=True: rastrigin_np(w.numpy()))) for _ in range(5)]
+    assert losses == expected
+    assert losses == sorted(losses, reverse=True)
+    assert rastrigin_np(w.numpy()) == losses[-1]
+    assert float(opt.state_dict()["bridge"]["best"]["f"]) == losses[-1]
+
+
+def test_start_point_wins_when_nothing_beats_it() -> None:
+    """Starting at the minimum, which random search never asks: the parameters stay at the start."""
+    w = torch.ones(3, dtype=torch.float64)
+    log: list = []
+    opt = tzb.NevergradWrapper([w], "RandomSearch", budget=20, seed=0)
+    loss = opt.step(recording_closure(w, sphere, log))
+    assert min(sphere(x) for x in log[:20]) > 0  # no asked point is the minimum
+    np.testing.assert_array_equal(log[-1], np.ones(3))  # the start, evaluated once after the run
+    assert float(loss) == 0.0 and w.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("name", ["OnePlusOne", "CMA", "TBPSA", "DE", "PSO", "NGOpt", "Powell", "Cobyla"])
+def test_checkpoint_replay_gives_the_uninterrupted_next_asks(name: str) -> None:
+    """Loading rebuilds the run from the seed and its history: the next asks equal an uninterrupted run's."""
+    x0 = np.array([0.4, -0.3, 1.1])
+
+    def run(steps: int, w: torch.Tensor, opt: tzb.NevergradWrapper) -> list[np.ndarray]:
+        log: list = []
+        for _ in range(steps):
+            opt.step(recording_closure(w, sphere, log))
+        return log
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w1 = torch.tensor(x0)
+        full = tzb.NevergradWrapper([w1], name, budget=60, evals_per_step=10, seed=11)
+        run(2, w1, full)
+        state = full.state_dict()
+        w2 = w1.clone()  # the model's weights travel separately (model.state_dict())
+        after = run(2, w1, full)
+        resumed = tzb.NevergradWrapper([w2], name, budget=60, evals_per_step=10)
+        resumed.load_state_dict(state)
+        again = run(2, w2, resumed)
+    np.testing.assert_array_equal(np.array(again), np.array(after))
+    assert torch.equal(w1, w2)
+
+
+def test_replay_that_diverges_is_a_clear_error() -> None:
+    w = torch.zeros(2, dtype=torch.float64)
+    opt = tzb.NevergradWrapper([w], "OnePlusOne", budget=20, seed=1)
+    opt.step(lambda backward=True: sphere(w.numpy()))
+    state = opt.state_dict()
+    state["bridge"]["nevergrad"]["seed"] = 2  # another seed: the first random ask differs
+    with pytest.raises(RuntimeError, match="does not replay deterministically"):
+        tzb.NevergradWrapper([w], "OnePlusOne", budget=20).load_state_dict(state)
+
+
+def test_asks_outside_the_wrapper_make_state_dict_refuse() -> None:
+    w = torch.zeros(2, dtype=torch.float64)
+    opt = tzb.NevergradWrapper([w], "OnePlusOne", budget=20, seed=1)
+    opt.step(lambda backward=True: sphere(w.numpy()))
+    opt.ng_optimizer.ask()
+    with pytest.raises(RuntimeError, match="asked or told through ng_optimizer"):
+        opt.state_dict()
+
+
+def test_state_without_seed_still_replays() -> None:
+    """seed=None: a seed is drawn at the first step and saved, so the run can be rebuilt."""
+    w = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    opt = tzb.NevergradWrapper([w], "CMA", budget=40, evals_per_step=10)
+    opt.step(lambda backward=True: sphere(w.numpy()))
+    state = opt.state_dict()
+    assert isinstance(state["bridge"]["nevergrad"]["seed"], int)
+    w2 = w.clone()
+    other = tzb.NevergradWrapper([w2], "CMA", budget=40, evals_per_step=10)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.ng_optimizer.ask().value, opt.ng_optimizer.ask().value)
+
+
+def test_checkpoint_after_an_interrupted_round_keeps_the_pending_candidate() -> None:
+    """A candidate asked but not told (the closure raised) is re-evaluated first after loading too."""
+
+    class Stop(Exception):
+        pass
+
+    def interrupted() -> tuple[tzb.NevergradWrapper, torch.Tensor]:
+        w = torch.tensor([0.5, -0.5], dtype=torch.float64)
+        opt = tzb.NevergradWrapper([w], "CMA", budget=40, evals_per_step=10, seed=9)
+        calls = [0]
+
+        def closure(backward: bool = True) -> float:
+            calls[0] += 1
+            if calls[0] == 5:
+                raise Stop
+            return sphere(w.numpy())
+
+        with pytest.raises(Stop):
+            opt.step(closure)
+        return opt, w
+
+    live, w1 = interrupted()
+    saved, w_saved = interrupted()
+    state = saved.state_dict()
+    w2 = w_saved.clone()
+    resumed = tzb.NevergradWrapper([w2], "CMA", budget=40, evals_per_step=10)
+    resumed.load_state_dict(state)
+    assert len(resumed._pending) == 1
+    np.testing.assert_array_equal(resumed._pending[0].value, live._pending[0].value)
+    log1: list = []
+    log2: list = []
+    live.step(recording_closure(w1, sphere, log1))
+    resumed.step(recording_closure(w2, sphere, log2))
+    np.testing.assert_array_equal(np.array(log2), np.array(log1))
+    assert torch.equal(w1, w2)

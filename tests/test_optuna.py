@@ -308,3 +308,45 @@ def test_open_study_joins_an_existing_study(tmp_path: Path) -> None:
     first.enqueue_trial({"x0": 0.0})
     again = open_study(url, "s")
     assert again._study_id == first._study_id and len(again.trials) == 1
+
+
+def test_checkpoint_trial_attributes_optuna_would_unpickle_are_refused(tmp_path: Path) -> None:
+    """CmaEsSampler unpickles hex text from trial system attributes: such a checkpoint is refused."""
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "ran",))
+
+    w = torch.zeros(2, dtype=torch.float64)
+    make = lambda: tzb.OptunaWrapper([{"params": [w], "bounds": (-1, 1)}], n_trials=4, seed=0)  # noqa: E731
+    opt = make()
+    opt.step(lambda backward=True: (w**2).sum())
+    state = opt.state_dict()
+    state["bridge"]["trials"][1]["system_attrs"]["cma:optimizer:0"] = pickle.dumps(Payload()).hex()
+    with pytest.raises(ValueError, match="cma:optimizer:0"):
+        make().load_state_dict(state)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_state_dict_is_plain_and_resumes_the_sampler_stream() -> None:
+    """The sampler is rebuilt by the constructor; its generator states come from the checkpoint."""
+    from torchzero_bridge.core.state import check_plain
+
+    w = torch.zeros(3, dtype=torch.float64)
+
+    def make() -> tzb.OptunaWrapper:
+        sampler = optuna.samplers.TPESampler(seed=3, n_startup_trials=3)
+        return tzb.OptunaWrapper([{"params": [w], "bounds": (-2, 2)}], sampler, n_trials=5)
+
+    f = lambda backward=True: ((w - 0.5) ** 2).sum()  # noqa: E731
+    opt = make()
+    opt.step(f)
+    state = opt.state_dict()
+    check_plain(state)
+    opt.step(f)
+    uninterrupted = [t.params for t in opt.study.trials[5:]]
+    other = make()
+    other.load_state_dict(state)
+    other.step(f)
+    assert [t.params for t in other.study.trials[5:]] == uninterrupted

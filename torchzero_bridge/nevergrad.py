@@ -18,9 +18,7 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import math
-import pickle
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ import torch
 from scipy.optimize import OptimizeResult
 
 from torchzero_bridge._checks import check_int, check_positive, check_seed
+from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace, suggest_names
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
@@ -81,7 +80,7 @@ def resolve_nevergrad_optimizer(optimizer: OptimizerSpec) -> tuple[Callable[...,
         if optimizer in registry:
             return registry[optimizer], optimizer
         raise ValueError(
-            f"optimizer: {optimizer!r} is not in nevergrad's registry; {_suggest(optimizer, list(registry))}"
+            f"optimizer: {optimizer!r} is not in nevergrad's registry; {suggest_names(optimizer, list(registry))}"
         )
     if isinstance(optimizer, type) and issubclass(optimizer, base.Optimizer):
         return optimizer, optimizer.__name__
@@ -96,78 +95,6 @@ def resolve_nevergrad_optimizer(optimizer: OptimizerSpec) -> tuple[Callable[...,
         "optimizer: expected a nevergrad registry name, an Optimizer subclass or a ConfiguredOptimizer, "
         f"got {type(optimizer).__name__}"
     )
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    lowered = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=5, cutoff=0.6)
-    if close:
-        return "did you mean " + ", ".join(repr(lowered[c]) for c in close) + "?"
-    return "see nevergrad.optimizers.registry for the available names"
-
-
-class _Space:
-    """The nevergrad parametrization of a :class:`FlatParams` layout, and the way back.
-
-    Floating entries form one ``ng.p.Array``; integer tensors another, with integer casting;
-    boolean tensors a ``ng.p.Choice([False, True], repetitions=k)``. A single kind is used
-    directly, several are wrapped in ``ng.p.Tuple`` (in that order).
-    """
-
-    def __init__(
-        self,
-        ng: Any,
-        flat: FlatParams,
-        x0: np.ndarray,
-        bounds: tuple[np.ndarray, np.ndarray] | None,
-        sigma: np.ndarray | None,
-    ) -> None:
-        n = flat.n
-        is_bool = np.zeros(n, dtype=bool)
-        for i, p in enumerate(flat.params):
-            if p.dtype == torch.bool:
-                is_bool[flat.offsets[i] : flat.offsets[i + 1]] = True
-        kinds = [
-            ("float", np.flatnonzero(~flat.integer_mask)),
-            ("int", np.flatnonzero(flat.integer_mask & ~is_bool)),
-            ("bool", np.flatnonzero(is_bool)),
-        ]
-        parts: list[Any] = []
-        self.index: list[np.ndarray] = []
-        for kind, idx in kinds:
-            if idx.size == 0:
-                continue
-            if kind == "bool":
-                part = ng.p.Choice([False, True], repetitions=int(idx.size))
-                part.value = tuple(bool(v >= 0.5) for v in x0[idx])
-            else:
-                part = ng.p.Array(init=x0[idx].copy())
-                if sigma is not None:  # before the bounds, which nevergrad checks against sigma
-                    s = sigma[idx]
-                    part.set_mutation(sigma=float(s[0]) if np.all(s == s[0]) else s.copy())
-                if bounds is not None:
-                    lo, hi = bounds[0][idx], bounds[1][idx]
-                    if np.isfinite(lo).any() or np.isfinite(hi).any():
-                        part.set_bounds(
-                            lower=lo if np.isfinite(lo).any() else None,
-                            upper=hi if np.isfinite(hi).any() else None,
-                        )
-                if kind == "int":
-                    part.set_integer_casting()
-            parts.append(part)
-            self.index.append(idx)
-        self.n = n
-        self.single = len(parts) == 1
-        self.parametrization = parts[0] if self.single else ng.p.Tuple(*parts)
-
-    def decode(self, candidate: Any) -> np.ndarray:
-        """Flat float64 vector of a candidate's value (a view may be returned; do not modify)."""
-        if self.single:
-            return np.asarray(candidate.value, dtype=np.float64).reshape(-1)
-        x = np.empty(self.n)
-        for idx, v in zip(self.index, candidate.value):
-            x[idx] = np.asarray(v, dtype=np.float64).reshape(-1)
-        return x
 
 
 class NevergradWrapper(BridgeOptimizer):
@@ -190,8 +117,15 @@ class NevergradWrapper(BridgeOptimizer):
     that many candidates are asked at once and evaluated as one batch (one vectorized pass
     when the closure is a :class:`~torchzero_bridge.BatchObjective`). After ``step`` the
     parameters hold the better of nevergrad's recommendation (evaluated once if it was never
-    evaluated, e.g. TBPSA's mean) and the best point evaluated. Non-finite losses are told to
-    nevergrad as they are (it clips them to ``5e20``) and never become the answer.
+    evaluated, e.g. TBPSA's mean) and the best point evaluated, unless the step's start point
+    or an earlier step's best is strictly better (a step never ends worse than it started; see
+    :class:`~torchzero_bridge.BridgeOptimizer`). Non-finite losses are told to nevergrad as they
+    are (it clips them to ``5e20``) and never become the answer.
+
+    Checkpoints: ``state_dict()`` holds the seed (drawn at the first step when ``seed`` is
+    ``None``), the start point and the ask/tell history as tensors, never a nevergrad object;
+    ``load_state_dict`` rebuilds the run and replays the history, and raises ``RuntimeError``
+    if a replayed candidate differs from the recorded one.
 
     Args:
         params: tensors or param-group dicts; a group may carry ``bounds=(lo, hi)`` and
@@ -230,8 +164,8 @@ class NevergradWrapper(BridgeOptimizer):
         >>> def closure(backward=True):
         ...     return torch.nn.functional.mse_loss(model(X), y)
         >>> loss = opt.step(closure)
-        >>> opt.result.nfev >= 200
-        True
+        >>> opt.result.nit  # ask/tell rounds
+        200
     """
 
     allow_integer = True
@@ -278,7 +212,9 @@ class NevergradWrapper(BridgeOptimizer):
                 check_positive(group["sigma"], f"param_groups[{gi}]['sigma']", "NevergradWrapper")
         self.flat_params().bounds()  # validates bounds now
         self.ng_optimizer: ng.optimization.base.Optimizer | None = None
-        self._space: _Space | None = None
+        self._space: NevergradSpace | None = None
+        self._history: AskTellHistory | None = None
+        self._run: dict[str, Any] = {}  # what rebuilds the run: seed, start point, budget, workers
         self._pending: list[Any] = []  # candidates asked but not told (an interrupted round)
         self._rounds = 0
 
@@ -297,13 +233,18 @@ class NevergradWrapper(BridgeOptimizer):
                     stacklevel=5,
                 )
                 x0 = np.clip(x0, lo, hi)
-        self._space = _Space(ng, flat, x0, bounds, self._sigma_vector(flat, bounds))
+        # without a seed one is drawn here, so that a checkpoint can rebuild the run from it
+        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        self._build_run(ng, flat, x0, seed, self.budget, self.num_workers)
+
+    def _build_run(self, ng: Any, flat: FlatParams, x0: np.ndarray, seed: int, budget: int, workers: int) -> None:
+        bounds = flat.bounds()
+        self._space = NevergradSpace(ng, flat, x0, bounds, self._sigma_vector(flat, bounds))
         param = self._space.parametrization
-        if self.seed is not None:
-            param.random_state = np.random.RandomState(self.seed)
-        opt = self._factory(parametrization=param, budget=self.budget, num_workers=self.num_workers)
-        opt.enable_pickling()  # recast solvers keep their history so state_dict can pickle them
-        self.ng_optimizer = opt
+        param.random_state = np.random.RandomState(seed)
+        self.ng_optimizer = self._factory(parametrization=param, budget=budget, num_workers=workers)
+        self._history = AskTellHistory(self._space)
+        self._run = {"seed": seed, "x0": x0.copy(), "budget": budget, "num_workers": workers}
         self._pending = []
 
     def _sigma_vector(self, flat: FlatParams, bounds: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
@@ -330,8 +271,8 @@ class NevergradWrapper(BridgeOptimizer):
         flat, obj = ctx.flat, ctx.objective
         if self.ng_optimizer is None:
             self._start_run(flat, ctx.x0)
-        space, opt = self._space, self.ng_optimizer
-        assert space is not None and opt is not None
+        space, opt, hist = self._space, self.ng_optimizer, self._history
+        assert space is not None and opt is not None and hist is not None
         if space.n != flat.n:
             raise ValueError(
                 f"the parameters now have {flat.n} entries but the nevergrad run was built for {space.n}; "
@@ -347,7 +288,7 @@ class NevergradWrapper(BridgeOptimizer):
         except StopSolve as stop:
             success, message = False, stop.reason
             rounds = self._rounds
-        rec = opt.provide_recommendation()
+        rec = hist.recommend(opt)
         x = space.decode(rec).copy()
         if rec.loss is not None:
             fun = float(rec.loss) if rec.loss < _NG_CLIP else math.nan  # nevergrad's clip of a non-finite loss
@@ -357,20 +298,19 @@ class NevergradWrapper(BridgeOptimizer):
             fun = math.nan  # stopped: no further evaluations; the best point evaluated is the answer
         return OptimizeResult(x=x, fun=fun, success=success, status=0 if success else 1, message=message, nit=rounds)
 
-    def _one_at_a_time(self, ctx: SolveContext, opt: Any, space: _Space, want: int) -> int:
+    def _one_at_a_time(self, ctx: SolveContext, opt: Any, space: NevergradSpace, want: int) -> int:
         """``want`` ask/evaluate/tell rounds of one candidate; returns the rounds done."""
-        ask, tell, decode, value = opt.ask, opt.tell, space.decode, ctx.objective.value
+        hist = self._history
+        assert hist is not None
+        ask, tell, decode, value = hist.ask, hist.tell, space.decode, ctx.objective.value
         notify = ctx.user_callback is not None
         cand = None
         self._rounds = 0
         try:
             for i in range(1, want + 1):
-                cand = self._pending.pop() if self._pending else ask()  # an unfinished round goes first
+                cand = self._pending.pop() if self._pending else ask(opt)  # an unfinished round goes first
                 f = value(decode(cand))
-                if f < _NG_CLIP:
-                    tell(cand, f)
-                else:
-                    _tell(opt, cand, f)
+                tell(opt, cand, f)
                 cand = None
                 self._rounds = i
                 if notify:
@@ -381,17 +321,18 @@ class NevergradWrapper(BridgeOptimizer):
             raise
         return want
 
-    def _in_batches(self, ctx: SolveContext, opt: Any, space: _Space, want: int) -> int:
+    def _in_batches(self, ctx: SolveContext, opt: Any, space: NevergradSpace, want: int) -> int:
         """Rounds of ``num_workers`` candidates evaluated as one batch; returns the rounds done."""
-        obj = ctx.objective
+        obj, hist = ctx.objective, self._history
+        assert hist is not None
         spent = self._rounds = 0
         while spent < want:
             if not self._pending:
-                self._pending = [opt.ask() for _ in range(min(self.num_workers, want - spent))]
+                self._pending = [hist.ask(opt) for _ in range(min(self.num_workers, want - spent))]
             batch = self._pending
             losses = obj.values(np.stack([space.decode(c) for c in batch]))
             for cand, f in zip(batch, losses):
-                _tell(opt, cand, float(f))
+                hist.tell(opt, cand, float(f))
             self._pending = []
             spent += len(batch)
             self._rounds += 1
@@ -409,12 +350,12 @@ class NevergradWrapper(BridgeOptimizer):
 
     # ------------------------------------------------------------------ state
     def _bridge_state(self) -> dict[str, Any]:
-        state = super()._bridge_state()
-        state.update(optimizer_name=self.optimizer_name, budget=self.budget, seed=self.seed)
-        return state
+        """Settings, the last result, and the run as seed + start point + ask/tell history.
 
-    def state_dict(self) -> dict[str, Any]:
-        """torch's optimizer state plus the pickled nevergrad run (and any unfinished round).
+        No nevergrad object is saved: :meth:`load_state_dict` rebuilds the optimizer from the
+        seed and replays the history (checking every replayed candidate against the record).
+        Asks and tells made through :attr:`ng_optimizer` directly are not recorded; a state
+        taken after such calls raises ``RuntimeError``.
 
         Example:
             >>> import torch, torchzero_bridge as tzb
@@ -426,29 +367,32 @@ class NevergradWrapper(BridgeOptimizer):
             >>> opt2.ng_optimizer.num_tell
             10
         """
-        sd = super().state_dict()
-        if self.ng_optimizer is not None:
-            sd["bridge"]["nevergrad"] = pickle.dumps((self.ng_optimizer, self._space, self._pending))
-        return sd
+        state = super()._bridge_state()
+        state.update(optimizer_name=self.optimizer_name, budget=self.budget, seed=self.seed)
+        if self.ng_optimizer is not None and self._history is not None:
+            self._history.check_in_sync(self.ng_optimizer)
+            state["nevergrad"] = {**self._run, "history": self._history.state()}
+        return state
 
     def _load_bridge_state(self, state: dict[str, Any]) -> None:
         super()._load_bridge_state(state)
-        blob = state.get("nevergrad")
-        if blob is not None:
-            _nevergrad()
-            self.ng_optimizer, self._space, self._pending = pickle.loads(blob)
-
-
-def _tell(opt: Any, candidate: Any, loss: float) -> None:
-    if math.isfinite(loss):
-        opt.tell(candidate, loss)
-        return
-    # nevergrad clips non-finite losses itself; our NonFiniteLossWarning already said so
-    from nevergrad.common.errors import LossTooLargeWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LossTooLargeWarning)
-        opt.tell(candidate, loss)
+        run = state.get("nevergrad")
+        if run is None:
+            self.ng_optimizer, self._space, self._history, self._run, self._pending = None, None, None, {}, []
+            return
+        saved_name = state.get("optimizer_name")
+        if saved_name != self.optimizer_name:
+            raise ValueError(
+                f"load_state_dict: the state holds a {saved_name!r} run but this NevergradWrapper uses "
+                f"{self.optimizer_name!r}; construct it with the same optimizer"
+            )
+        flat = self.flat_params()
+        x0 = np.asarray(run["x0"], dtype=np.float64).reshape(-1)
+        if x0.shape != (flat.n,):
+            raise ValueError(f"state_dict: the saved run has {x0.size} entries but the parameters have {flat.n}")
+        self._build_run(_nevergrad(), flat, x0, int(run["seed"]), int(run["budget"]), int(run["num_workers"]))
+        assert self._history is not None
+        self._pending = self._history.replay(self.ng_optimizer, run["history"], self.optimizer_name)
 
 
 def _copy(x: np.ndarray | None) -> np.ndarray | None:

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import math
-import pickle
 import random
 import time
 import warnings
@@ -33,8 +32,14 @@ from scipy.optimize import OptimizeResult
 
 from torchzero_bridge._checks import check_int, check_seed
 from torchzero_bridge._optional import import_extra
+from torchzero_bridge._optuna_run import (
+    OptunaSpace,
+    load_sampler_state,
+    sampler_state,
+    trials_from_plain,
+    trials_to_plain,
+)
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
-from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
@@ -118,93 +123,6 @@ def open_study(
             f"(directions {[d.name for d in study.directions]}); use another name"
         )
     return study
-
-
-class _Space:
-    """Suggestion names and ranges for every flat entry, and the way from a trial back to a vector."""
-
-    def __init__(self, flat: FlatParams, bounds: tuple[np.ndarray, np.ndarray] | None) -> None:
-        n = flat.n
-        self.n = n
-        self.names = [f"x{k}" for k in range(n)]
-        kind = np.zeros(n, dtype=np.int8)  # 0 float, 1 int, 2 bool
-        for i, p in enumerate(flat.params):
-            if p.dtype == torch.bool:
-                kind[flat.offsets[i] : flat.offsets[i + 1]] = 2
-            elif not (p.is_floating_point() or p.is_complex()):
-                kind[flat.offsets[i] : flat.offsets[i + 1]] = 1
-        needs = np.flatnonzero(kind != 2)
-        lo = np.full(n, -np.inf) if bounds is None else bounds[0]
-        hi = np.full(n, np.inf) if bounds is None else bounds[1]
-        open_ = needs[~(np.isfinite(lo[needs]) & np.isfinite(hi[needs]))]
-        if open_.size:
-            k = int(open_[0])
-            raise ValueError(
-                f"bounds: optuna samples every value from a finite range, but {flat.locate(k)} and "
-                f"{open_.size - 1} other entries have no finite (lo, hi); give the param group bounds=(lo, hi)"
-            )
-        ints = np.flatnonzero(kind == 1)
-        lo_i, hi_i = np.ceil(lo[ints]), np.floor(hi[ints])
-        empty = ints[lo_i > hi_i]
-        if empty.size:
-            k = int(empty[0])
-            raise ValueError(f"bounds: no integer lies within the bounds of {flat.locate(k)} ({lo[k]}, {hi[k]})")
-        self.lo, self.hi = lo.copy(), hi.copy()
-        self.lo[ints], self.hi[ints] = lo_i, hi_i
-        self.kind = kind
-        self.all_float = not kind.any()
-        self.float_specs = [(self.names[k], float(self.lo[k]), float(self.hi[k])) for k in range(n) if kind[k] == 0]
-        self.float_idx = np.flatnonzero(kind == 0)
-        self.int_specs = [(self.names[k], int(self.lo[k]), int(self.hi[k])) for k in ints]
-        self.int_idx = ints
-        self.bool_names = [self.names[k] for k in np.flatnonzero(kind == 2)]
-        self.bool_idx = np.flatnonzero(kind == 2)
-
-    def suggest(self, trial: Any) -> np.ndarray:
-        """Ask ``trial`` for every entry; the flat vector is built from the returned values."""
-        sf = trial.suggest_float
-        if self.all_float:
-            return np.array([sf(name, lo, hi) for name, lo, hi in self.float_specs], dtype=np.float64)
-        x = np.empty(self.n)
-        if self.float_specs:
-            x[self.float_idx] = [sf(name, lo, hi) for name, lo, hi in self.float_specs]
-        if self.int_specs:
-            si = trial.suggest_int
-            x[self.int_idx] = [si(name, lo, hi) for name, lo, hi in self.int_specs]
-        if self.bool_names:
-            sc = trial.suggest_categorical
-            x[self.bool_idx] = [sc(name, (False, True)) for name in self.bool_names]
-        return x
-
-    def distributions(self) -> dict[str, Any]:
-        """optuna distributions matching :meth:`suggest` (for ``create_trial``)."""
-        dist = _optuna().distributions
-        out: dict[str, Any] = {}
-        for name, lo, hi in self.float_specs:
-            out[name] = dist.FloatDistribution(lo, hi)
-        for name, lo, hi in self.int_specs:
-            out[name] = dist.IntDistribution(lo, hi)
-        for name in self.bool_names:
-            out[name] = dist.CategoricalDistribution((False, True))
-        return {name: out[name] for name in self.names}
-
-    def params_of(self, x: np.ndarray) -> dict[str, Any]:
-        """The optuna parameter dict for flat vector ``x`` (for ``create_trial``)."""
-        out: dict[str, Any] = {}
-        for k, name in enumerate(self.names):
-            v = x[k]
-            out[name] = float(v) if self.kind[k] == 0 else (int(np.rint(v)) if self.kind[k] == 1 else bool(v >= 0.5))
-        return out
-
-    def vector_of(self, params: dict[str, Any]) -> np.ndarray:
-        """Flat vector of a trial's parameter dict."""
-        try:
-            return np.array([float(params[name]) for name in self.names], dtype=np.float64)
-        except KeyError as e:
-            raise ValueError(
-                f"the study's best trial has no parameter {e.args[0]!r}: the study was filled by a model with a "
-                "different layout; use a new study_name"
-            ) from None
 
 
 class OptunaWrapper(BridgeOptimizer):
@@ -305,7 +223,7 @@ class OptunaWrapper(BridgeOptimizer):
             threads=threads,
             nonfinite=nonfinite,
         )
-        self._space = _Space(self.flat_params(), self.flat_params().bounds())
+        self._space = OptunaSpace(self.flat_params(), self.flat_params().bounds())
         self.names: list[str] = self._space.names
         self.n_trials = int(n_trials)
         self.seed = seed
@@ -406,29 +324,41 @@ class OptunaWrapper(BridgeOptimizer):
 
     # ------------------------------------------------------------------ state
     def _bridge_state(self) -> dict[str, Any]:
+        """Settings, the last result, the sampler's random state and where the study lives.
+
+        On a persistent storage the study stays there (its name, and the URL when the storage
+        was given as one, are saved); an in-memory study is saved as its trials in plain
+        values. The sampler is not saved: :meth:`load_state_dict` writes the saved random
+        generator states into the sampler this wrapper was constructed with, which must be of
+        the same class and settings.
+
+        Example:
+            >>> import torch, optuna, torchzero_bridge as tzb
+            >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+            >>> w = torch.zeros(1, dtype=torch.float64)
+            >>> make = lambda: tzb.OptunaWrapper([{"params": [w], "bounds": (-1, 1)}], n_trials=5, seed=0)
+            >>> opt = make()
+            >>> _ = opt.step(lambda backward=True: (w - 0.3).abs().sum())
+            >>> opt2 = make()
+            >>> opt2.load_state_dict(opt.state_dict())
+            >>> len(opt2.study.trials)
+            5
+        """
         state = super()._bridge_state()
         state.update(study_name=self.study.study_name, enqueued=self._enqueued, n_trials=self.n_trials)
-        return state
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch's optimizer state plus what resumes the study.
-
-        On a persistent storage that is the study name (and the URL when the storage was given
-        as one); in memory, the trials themselves. The sampler is pickled with its random state.
-        """
-        sd = super().state_dict()
-        bridge = sd["bridge"]
-        bridge["sampler"] = pickle.dumps(self.study.sampler)
+        state["sampler"] = sampler_state(self.study.sampler)
         if self._in_memory():
-            bridge["trials"] = self.study.get_trials(deepcopy=True)
+            state["trials"] = trials_to_plain(self.study.get_trials(deepcopy=False))
         elif isinstance(self.storage, str):
-            bridge["storage_url"] = self.storage
-        return sd
+            state["storage_url"] = self.storage
+        return state
 
     def _load_bridge_state(self, state: dict[str, Any]) -> None:
         super()._load_bridge_state(state)
         self._enqueued = bool(state.get("enqueued", self._enqueued))
-        sampler = pickle.loads(state["sampler"]) if "sampler" in state else self.study.sampler
+        sampler = self.study.sampler
+        if "sampler" in state:
+            load_sampler_state(sampler, state["sampler"])
         name = state.get("study_name", self.study.study_name)
         if "trials" in state:
             if not self._in_memory():
@@ -437,7 +367,7 @@ class OptunaWrapper(BridgeOptimizer):
                     "persistent storage; construct it with storage=None"
                 )
             study = open_study(None, name, sampler)
-            study.add_trials(state["trials"])
+            study.add_trials(trials_from_plain(state["trials"]))
             self.study = study
             return
         if self._in_memory():

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -45,6 +44,8 @@ from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
 from torchzero_bridge.core.progress import Progress
+from torchzero_bridge.core.start import StartWatch, note
+from torchzero_bridge.core.state import check_plain, from_plain, to_plain
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
 __all__ = ["BridgeOptimizer", "SolveContext", "materialize_params"]
@@ -97,6 +98,15 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
 
     Attributes:
         result: the last ``step``'s ``scipy.optimize.OptimizeResult`` (also as ``res``).
+
+    Solvers that answer with the best point seen (global scipy solvers, nevergrad, optuna)
+    also never end a step worse than it started: the start point competes (its loss is known
+    from the previous step, or from the solver's own evaluation of it, or it is evaluated once
+    after the run; ``result.start_fun`` holds it, ``result.start_evaluated`` says whether that
+    extra closure run happened, and ``result.nfev`` does not count it), and the parameters end at
+    the best point of the optimizer's whole life, which is kept in ``state_dict``. Only a strict
+    improvement replaces the solver's answer, so ties keep it. A start outside the bounds does
+    not compete. The record assumes the closure is the same function at every step.
     """
 
     allow_integer: ClassVar[bool] = False
@@ -131,6 +141,8 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
         self.threads = threads
         self.nonfinite: NonFinitePolicy = nonfinite
         self.result: OptimizeResult | None = None
+        self._best_x: np.ndarray | None = None  # best point over all steps (whole-run solvers)
+        self._best_f = math.inf
 
     # ------------------------------------------------------------------ public
     @property
@@ -174,9 +186,15 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
             **self._objective_options(),  # type: ignore[arg-type]
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
+        watch = StartWatch(objective, x0) if self._answer_is_best() else None
+        if watch is not None:
+            objective.on_eval = watch.chain(objective.on_eval)
         try:
             with limit_threads(self.threads):
                 result = self._solve(ctx)
+                if watch is not None:
+                    result["start_fun"] = self._start_loss(ctx, watch)
+                    result["start_evaluated"] = watch.evaluated
         except StopSolve as stop:
             result = self._best_result(ctx, stop.reason)
         except BaseException as exc:
@@ -190,18 +208,34 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
         return torch.tensor(loss, dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
-        """torch's optimizer state plus the wrapper's own (options, last result)."""
+        """torch's optimizer state plus the wrapper's own, as tensors and plain Python values.
+
+        Numpy arrays become tensors; objects that cannot be saved as plain data (callables,
+        scipy's ``LbfgsInvHessProduct`` in ``result.hess_inv``...) are left out, and loading
+        keeps the ones this optimizer was constructed with. The state loads with
+        ``torch.load(path)`` (``weights_only=True``).
+
+        Raises:
+            TypeError: a param group option that is not plain data (named).
+        """
         sd = super().state_dict()
-        sd["bridge"] = copy.deepcopy(self._bridge_state())
+        sd["param_groups"] = to_plain(sd["param_groups"], where="param_groups")
+        sd["bridge"] = to_plain(self._bridge_state(), drop_objects=True, where="bridge")
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what :meth:`state_dict` saved.
+
+        The state is checked first: anything but tensors and plain Python values (e.g. bytes
+        or objects placed in it) is refused with a ``TypeError`` before any of it is used, so
+        loading never unpickles or runs anything.
+        """
+        check_plain(state_dict)
         state_dict = dict(state_dict)
         bridge = state_dict.pop("bridge", None)
         super().load_state_dict(state_dict)
         if bridge is not None:
-            self._load_bridge_state(copy.deepcopy(bridge))
+            self._load_bridge_state(from_plain(bridge))
 
     # ------------------------------------------------------------------ for subclasses
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
@@ -217,12 +251,71 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
         return False
 
     def _bridge_state(self) -> dict[str, Any]:
-        """What a later ``step`` needs beyond torch's param groups."""
-        return {"result": None if self.result is None else dict(self.result)}
+        """What a later ``step`` needs beyond torch's param groups (numpy arrays are fine here)."""
+        state: dict[str, Any] = {"result": None if self.result is None else dict(self.result)}
+        if self._best_x is not None:
+            state["best"] = {"x": self._best_x.copy(), "f": self._best_f}
+        return state
 
     def _load_bridge_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`_bridge_state` (tensors arrive as numpy arrays)."""
         res = state.get("result")
         self.result = None if res is None else OptimizeResult(res)
+        best = state.get("best")
+        if best is None:
+            self._best_x, self._best_f = None, math.inf
+        else:
+            x = np.asarray(best["x"], dtype=np.float64).reshape(-1)
+            n = self.flat_params().n
+            if x.shape != (n,):
+                raise ValueError(f"state_dict: the saved best point has {x.size} entries but the parameters have {n}")
+            self._best_x, self._best_f = x, float(best["f"])
+
+    # ------------------------------------------------------------------ best over the optimizer's life
+    def _start_loss(self, ctx: SolveContext, watch: StartWatch) -> float | None:
+        """The loss at the step's start point, evaluating it once only when nothing else knows it.
+
+        ``None`` when the start need not count: it lies outside the bounds, or it was
+        evaluated during the run (then the best point seen is at least as good).
+        """
+        x0, obj = ctx.x0, ctx.objective
+        box = ctx.flat.bounds(getattr(self, "flat_bounds", None))
+        if box is not None and bool(np.any((x0 < box[0]) | (x0 > box[1]))):
+            return None
+        known = obj.value_at(x0)
+        if known is not None:
+            return known
+        if watch.seen:
+            return None
+        if self._best_x is not None and np.array_equal(self._best_x, x0):
+            return self._best_f  # the previous step ended here
+        try:
+            f = obj.value(x0)
+        except StopSolve:  # out of time: the start simply does not compete
+            return None
+        watch.evaluated = True
+        return f
+
+    def _best_of_life(
+        self, ctx: SolveContext, result: OptimizeResult, x: np.ndarray, fun: float
+    ) -> tuple[np.ndarray, float]:
+        """The better of the step's answer, its start point and the best point of earlier steps.
+
+        Strict improvement only, so ties keep the solver's answer. Updates the record.
+        """
+        start = result.get("start_fun")
+        if start is not None and math.isfinite(start) and (not math.isfinite(fun) or start < fun):
+            x, fun = ctx.x0.copy(), float(start)
+            note(result, "the start point is better than the solver's answer; parameters stay there")
+        n = ctx.flat.n
+        if self._best_x is not None and self._best_x.shape != (n,):
+            self._best_x, self._best_f = None, math.inf  # the parameters changed shape: a new record
+        if self._best_x is not None and (not math.isfinite(fun) or self._best_f < fun):
+            x, fun = self._best_x.copy(), self._best_f
+            note(result, "an earlier step found a better point; parameters hold it")
+        elif math.isfinite(fun) and fun <= self._best_f:  # on a tie the record follows the parameters
+            self._best_x, self._best_f = np.array(x, dtype=np.float64), float(fun)
+        return x, fun
 
     # ------------------------------------------------------------------ internals
     def _best_result(self, ctx: SolveContext, message: str) -> OptimizeResult:
@@ -262,6 +355,8 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
             else:
                 result.message = extra
             result.success = False
+        if self._answer_is_best():
+            x, fun = self._best_of_life(ctx, result, x, fun)
         x = flat.round_integers(x)
         flat.write(x)
         g = obj.gradient_at(x)
@@ -274,7 +369,7 @@ class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
             fun = known
         result.x = x
         result.fun = fun
-        result.nfev = obj.nfev
+        result.nfev = obj.nfev - int(bool(result.get("start_evaluated", False)))  # the solver's evaluations
         result.njev = obj.ngev
         result.nhev = obj.nhev
         if obj.n_nonfinite:

@@ -172,7 +172,8 @@ class MinimizeWrapper(BridgeOptimizer):
     def _load_bridge_state(self, state: dict[str, Any]) -> None:
         super()._load_bridge_state(state)
         if "minimizer_args" in state:
-            args = dict(state["minimizer_args"])
+            # objects a state cannot hold (callback, a callable method or jac) stay the constructor's
+            args = {**self.minimizer_args, **state["minimizer_args"]}
             if "callback" in self.minimizer_args:
                 args["callback"] = self.minimizer_args["callback"]
             self.minimizer_args = args

@@ -48,6 +48,7 @@ import torch
 
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.frozen import SkipsFrozen
+from torchzero_bridge.core.state import check_plain
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
 from torchzero_bridge.zeroth_order.space import INTEGER_OPTIMIZERS, FlatSpace, to_device, user_stacklevel, warn_ignored
@@ -222,6 +223,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (tensors move to the parameters' device)."""
+        check_plain(state_dict)  # only tensors and plain values: nothing below can run code
         state_dict = dict(state_dict)
         inner = dict(state_dict.get("state", {}))
         own = copy.deepcopy(inner.pop(STATE_KEY, None))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from torchzero_bridge.core.state import check_plain
+
 __all__ = ["ExtraStateMixin"]
 
 _KEY = "zeroth_order"
@@ -46,7 +48,13 @@ class ExtraStateMixin:
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore what :meth:`state_dict` saved.
+
+        Raises:
+            TypeError: the state holds anything but tensors and plain Python values (checked
+                before any of it is used or copied).
+        """
+        check_plain(state_dict)
         state_dict = dict(state_dict)
         extra = state_dict.pop(_KEY, None)
         super().load_state_dict(state_dict)  # type: ignore[misc]

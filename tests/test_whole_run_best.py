@@ -1,0 +1,85 @@
+"""Whole-run steps (scipy global solvers, nevergrad, optuna) never end worse than they started.
+
+The start point competes and the parameters end at the best point of the optimizer's whole
+life. Truths: the minimum over every closure run logged by the test, and scipy's DIRECT run
+directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize as so
+import torch
+
+import torchzero_bridge as tzb
+from torchzero_bridge.testing.global_functions import Rastrigin, rastrigin
+from torchzero_bridge.testing.registry import ENTRIES, Entry
+
+WHOLE_RUN = [e for e in ENTRIES if e.name.split("[")[0] != "MinimizeWrapper" and e.name.endswith(("Wrapper", "]"))]
+WHOLE_RUN = [e for e in WHOLE_RUN if issubclass(getattr(tzb, e.name.split("[")[0]), tzb.BridgeOptimizer)]
+
+
+def test_every_whole_run_solver_is_checked() -> None:
+    names = {e.name.split("[")[0] for e in WHOLE_RUN}
+    assert {"DifferentialEvolutionWrapper", "DualAnnealingWrapper", "SHGOWrapper", "DirectWrapper"} <= names
+    assert {"BasinHoppingWrapper", "NevergradWrapper", "OptunaWrapper"} <= names
+
+
+@pytest.mark.parametrize("e", WHOLE_RUN, ids=lambda e: e.name)
+def test_losses_never_increase_and_params_end_at_the_best_point_ever_evaluated(e: Entry) -> None:
+    model = e.problem()
+    opt = e.factory(model.parameters())
+    seen: list[tuple[float, torch.Tensor]] = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        opt.zero_grad()
+        loss = model()
+        if backward:
+            loss.backward()
+        seen.append((float(loss.detach()), torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])))
+        return loss
+
+    start = torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])
+    start_f = float(model().detach())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        losses = [float(opt.step(closure)) for _ in range(4)]
+    assert losses[0] <= start_f
+    assert losses == sorted(losses, reverse=True), losses
+    best_f = min(f for f, _ in seen)
+    assert losses[-1] == best_f
+    now = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert float(model().detach()) == best_f
+    assert any(torch.equal(now, x) for f, x in seen if f == best_f) or (best_f == start_f and torch.equal(now, start))
+
+
+def test_direct_started_at_the_minimum_stays_there_and_keeps_scipy_counts() -> None:
+    """scipy's DIRECT never samples the start (the box centre is elsewhere): the start still wins."""
+    box = [(-2.0, 3.0)] * 3
+    model = Rastrigin.at([0.0, 0.0, 0.0])
+    opt = tzb.DirectWrapper(model.parameters(), {"bounds": box, "maxfun": 30})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = opt.step(lambda backward=True: model())
+        ref = so.direct(rastrigin, box, maxfun=30)
+    assert ref.fun > 0.0  # scipy's own answer is worse than the start
+    assert float(loss) == 0.0 and all(float(p.detach().abs().max()) == 0.0 for p in model.parameters())
+    assert opt.result.nfev == ref.nfev and opt.result.start_evaluated
+    assert opt.result.start_fun == 0.0
+
+
+def test_the_record_is_in_the_state_dict() -> None:
+    model = Rastrigin.at([1.3, -0.7, 0.4])
+    make = lambda p: tzb.NevergradWrapper(p, "TBPSA", budget=30, seed=0)  # noqa: E731
+    opt = make(model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = float(opt.step(lambda backward=True: model()))
+    best = opt.state_dict()["bridge"]["best"]
+    assert isinstance(best["x"], torch.Tensor) and best["f"] == loss
+    other = make(Rastrigin.at([2.0, 2.0, 2.0]).parameters())
+    other.load_state_dict(opt.state_dict())
+    np.testing.assert_array_equal(other._best_x, best["x"].numpy())

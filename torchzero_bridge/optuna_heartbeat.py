@@ -6,7 +6,7 @@ PostgreSQL, MySQL); an ask/tell loop has to do both itself. :class:`Heartbeat` i
 part: one background thread per ``step`` that records a heartbeat for the trial being
 evaluated, every ``heartbeat_interval`` seconds. :func:`fail_stale_trials` marks as failed the
 running trials whose heartbeat is older than the storage's ``grace_period`` (their worker was
-killed) and runs the storage's ``failed_trial_callback`` for each, e.g. optuna's
+killed) and runs the storage's stale-trial callback for each, e.g. optuna's
 ``RetryFailedTrialCallback`` which puts the same parameters back in the queue.
 
 On a storage without heartbeats (in memory, journal files, an ``RDBStorage`` without

@@ -43,6 +43,7 @@ from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallba
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.optuna_heartbeat import Heartbeat, fail_stale_trials
 
 if TYPE_CHECKING:
     import optuna
@@ -141,6 +142,15 @@ class OptunaWrapper(BridgeOptimizer):
     Scale-out: give several processes (or machines) the same ``study_name`` and a shared
     ``storage`` (``"sqlite:///study.db"``, a journal file, a PostgreSQL URL); they may start
     at the same moment on a fresh database (see :func:`open_study`).
+
+    Dead workers: on a storage with heartbeats (``optuna.storages.RDBStorage(url,
+    heartbeat_interval=..., grace_period=..., heartbeat_stale_trial_callback=...)``; before
+    optuna 4.9 the callback argument is ``failed_trial_callback``) each trial records a
+    heartbeat while it evaluates, and every ``step`` first fails the running trials whose
+    heartbeat is older than ``grace_period`` (a worker killed with ``kill -9``); optuna's
+    ``RetryFailedTrialCallback`` as that callback re-queues their parameters. Without
+    heartbeats (in memory, journal files, a plain URL) such a trial stays ``RUNNING``.
+    See :mod:`torchzero_bridge.optuna_heartbeat`.
 
     Args:
         params: tensors or param-group dicts with ``bounds=(lo, hi)``.
@@ -241,13 +251,14 @@ class OptunaWrapper(BridgeOptimizer):
                 "create a new OptunaWrapper for a changed model"
             )
         success, message = True, f"ran {self.n_trials} trials"
+        fail_stale_trials(study)  # trials of killed workers (storages with heartbeats only)
         try:
-            with torch.no_grad():  # one context for the whole loop instead of one per trial
+            with torch.no_grad(), Heartbeat(study) as beat:  # one context for the whole loop instead of one per trial
                 first = 0
                 if not self._enqueued:
                     self._add_start(ctx)
                     first = 1
-                self._run_trials(ctx, first)
+                self._run_trials(ctx, first, beat)
         except StopSolve as stop:
             success, message = False, stop.reason
         done = self._done
@@ -267,7 +278,7 @@ class OptunaWrapper(BridgeOptimizer):
             best_trial_number=best_trial.number,
         )
 
-    def _run_trials(self, ctx: SolveContext, first: int) -> None:
+    def _run_trials(self, ctx: SolveContext, first: int, beat: Heartbeat) -> None:
         """Ask/evaluate/tell rounds up to ``n_trials`` (``first`` already done); ``self._done`` counts them."""
         fail = _optuna().trial.TrialState.FAIL
         study, suggest, value = self.study, self._space.suggest, ctx.objective.value
@@ -275,16 +286,18 @@ class OptunaWrapper(BridgeOptimizer):
         self._done = first
         for done in range(first + 1, self.n_trials + 1):
             ctx.check_deadline()
-            trial = study.ask()
+            trial = beat.ask()
             try:
                 f = value(suggest(trial))
             except BaseException:
                 study.tell(trial, state=fail)  # never leave a trial RUNNING in a shared study
+                beat.idle()
                 raise
             if math.isnan(f):
                 study.tell(trial, state=fail)  # how optuna itself records a NaN objective
             else:
                 study.tell(trial, f)
+            beat.idle()
             self._done = done
             if notify:
                 obj = ctx.objective

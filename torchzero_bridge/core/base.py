@@ -43,6 +43,7 @@ from scipy.optimize import OptimizeResult
 
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
+from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.progress import Progress
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
@@ -81,7 +82,7 @@ class SolveContext:
         self.objective.check_deadline()
 
 
-class BridgeOptimizer(torch.optim.Optimizer):
+class BridgeOptimizer(GroupOptionsChecked):
     """Base class of every wrapper around an external solver.
 
     Args:

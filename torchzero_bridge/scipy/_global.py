@@ -48,6 +48,7 @@ from torchzero_bridge.scipy.minimize import (
     minimize_callables,
     warn_unused_hvp_method,
 )
+from torchzero_bridge.scipy.option_checks import check_minimize_args, check_solver_options
 
 __all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
 
@@ -242,6 +243,7 @@ class GlobalWrapper(BridgeOptimizer):
         flat = FlatParams(params, allow_integer=self.allow_integer)  # validates with messages naming tensors
         self.default_local = False
         kwargs = self._merge_solver_kwargs(solver_kwargs, keywords)
+        check_solver_options(self.solver.__name__, kwargs, type(self).__name__, self.options_name)
         minimizer_args = self._preprocess(kwargs, minimizer_args)
         if "args" in kwargs:
             warnings.warn(
@@ -325,6 +327,7 @@ class GlobalWrapper(BridgeOptimizer):
         self, minimizer_args: Mapping[str, Any] | None, flat: FlatParams
     ) -> tuple[dict[str, Any], MethodInfo]:
         args = _merge_args(minimizer_args)
+        check_minimize_args(args, type(self).__name__, "minimizer_args")
         self.default_local = minimizer_args is None
         self._local_defaults(args, flat)
         info = _resolve_method(args)
@@ -377,6 +380,7 @@ class GlobalWrapper(BridgeOptimizer):
     # ------------------------------------------------------------------ solve
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
         kwargs = dict(self.solver_kwargs)
+        check_solver_options(self.solver.__name__, kwargs, type(self).__name__, self.options_name)  # a loaded state too
         if self._rng_kind is not None:
             kwargs[self._rng_kind] = self._rng
         return self._run(ctx, kwargs)

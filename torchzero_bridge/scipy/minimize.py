@@ -41,6 +41,7 @@ from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
 from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, method_info
+from torchzero_bridge.scipy.option_checks import check_minimize_args
 
 __all__ = [
     "MinimizeWrapper",
@@ -125,6 +126,7 @@ class MinimizeWrapper(BridgeOptimizer):
             options=options,
             callback=callback,
         )
+        check_minimize_args(args, "MinimizeWrapper")
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
         self.minimizer_args = args

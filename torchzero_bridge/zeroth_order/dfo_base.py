@@ -43,6 +43,7 @@ import torch
 
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
 
@@ -244,7 +245,7 @@ def _group_slices(groups: list[dict[str, Any]], layout: FlatParams) -> list[tupl
     return out
 
 
-class DerivativeFreeOptimizer(torch.optim.Optimizer):
+class DerivativeFreeOptimizer(GroupOptionsChecked):
     """Base class of the derivative-free torch optimizers; each ``step(closure)`` is one iteration.
 
     Subclasses implement :meth:`_step` (propose points with :meth:`_evaluate` /

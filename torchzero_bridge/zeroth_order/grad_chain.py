@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge.core.param_checks import check_groups_disjoint
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, forward_groups
 from torchzero_bridge.zeroth_order.state import ExtraStateMixin
@@ -82,6 +83,7 @@ class GradChain(ExtraStateMixin, torch.optim.Optimizer):
         if len(optimizers) == 0:
             raise ValueError("GradChain: optimizers is empty; expected at least one stage")
         super().__init__(params, {})
+        check_groups_disjoint(self.param_groups)
         self.stages: list[torch.optim.Optimizer] = []
         for i, spec in enumerate(optimizers):
             groups = forward_groups(self.param_groups, ())

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from torchzero_bridge._checks import check_positive
+from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
@@ -147,6 +148,7 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group`` plus validation; the inner optimizer gets the group too."""
         super().add_param_group(param_group)
+        check_added_group(self)  # no tensor shares memory with another; valid bounds
         group = self.param_groups[-1]
         for key in self.defaults:
             if key == "h":
@@ -210,6 +212,7 @@ class GradientEstimator(ExtraStateMixin, torch.optim.Optimizer):
             )
         elif self.opt is not None:
             self.opt.step()
+            clamp_to_group_bounds(self.param_groups)  # the inner optimizer knows nothing of bounds
         return torch.tensor(loss, dtype=torch.float64)
 
     _last_nonfinite = 0

@@ -4,7 +4,8 @@ An import interrupted by ``KeyboardInterrupt`` (a SIGINT while the first ``step`
 leave a package half-initialised in ``sys.modules``, and every later step then fails. So the
 modules a step is known to import on first use are imported when the optimizer is built:
 ``scipy.stats`` for SHGO's sampling, ``cma`` (and with it matplotlib) for nevergrad's CMA-ES,
-``threadpoolctl`` for the thread limit every scipy-side step applies.
+scikit-learn's regressions for nevergrad's meta-models (which its selectors such as ``NGOpt``
+may pick), ``threadpoolctl`` for the thread limit every scipy-side step applies.
 
 Example:
     >>> preload("json", "no_such_module_here")
@@ -18,7 +19,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["NEVERGRAD_CMA_FAMILIES", "nevergrad_step_imports", "preload"]
+__all__ = ["NEVERGRAD_CMA_FAMILIES", "NEVERGRAD_SELECTORS", "nevergrad_step_imports", "preload"]
+
+NEVERGRAD_SELECTORS = ("NGOpt", "NgIoh", "NgDS", "NGDS", "Shiwa", "Carola", "MetaModel", "Wiz", "Portfolio")
+"""Name prefixes of nevergrad optimizers that may run a meta-model (scikit-learn regressions)."""
 
 NEVERGRAD_CMA_FAMILIES = (
     "NGOpt",
@@ -57,9 +61,12 @@ def nevergrad_step_imports(optimizer_name: str) -> tuple[str, ...]:
     """The modules nevergrad imports inside the first ``ask`` of optimizer ``optimizer_name``.
 
     Example:
-        >>> nevergrad_step_imports("NGOpt"), nevergrad_step_imports("OnePlusOne")
+        >>> nevergrad_step_imports("CMA"), nevergrad_step_imports("OnePlusOne")
         (('cma',), ())
     """
+    modules: tuple[str, ...] = ()
     if "CMA" in optimizer_name.upper() or optimizer_name.startswith(NEVERGRAD_CMA_FAMILIES):
-        return ("cma",)
-    return ()
+        modules += ("cma",)
+    if optimizer_name.startswith(NEVERGRAD_SELECTORS):
+        modules += ("sklearn.preprocessing", "sklearn.linear_model")
+    return modules

@@ -36,12 +36,13 @@ class Rule:
     """The range of one numeric option.
 
     Attributes:
-        kind: ``"int"`` (integral floats such as ``1e4`` are accepted, as scipy does),
-            ``"real"``, or ``"seed"`` (an int seed must be ``>= 0``; generators pass through).
+        kind: ``"int"``, ``"real"``, or ``"seed"`` (an int seed must be ``>= 0``; generators
+            pass through).
         low: smallest value (ints) or lower end of the interval (reals); ``None`` = unbounded.
         high: upper end of the interval (reals only); ``None`` = unbounded.
         low_open: exclude ``low`` (reals).
         high_open: exclude ``high`` (reals).
+        floats: ints only: also accept integral floats such as ``1e4`` (where scipy does).
     """
 
     kind: str
@@ -49,6 +50,7 @@ class Rule:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
+    floats: bool = False
 
     def check(self, value: Any, name: str, owner: str) -> None:
         """Raise ``ValueError`` naming ``owner`` and ``name`` unless ``value`` is ``None`` or in range.
@@ -63,7 +65,7 @@ class Rule:
         if value is None:
             return
         if self.kind == "int":
-            check_int(value, name, owner, minimum=int(self.low or 0), integral_float=True)
+            check_int(value, name, owner, minimum=int(self.low or 0), integral_float=self.floats)
         elif self.kind == "real":
             check_real(
                 value, name, owner, low=self.low, high=self.high, low_open=self.low_open, high_open=self.high_open
@@ -72,8 +74,8 @@ class Rule:
             check_int(value, name, owner, minimum=0)
 
 
-def _int(minimum: int) -> Rule:
-    return Rule("int", minimum)
+def _int(minimum: int, *, floats: bool = False) -> Rule:
+    return Rule("int", minimum, floats=floats)
 
 
 def _real(low: float = 0.0, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Rule:
@@ -89,9 +91,9 @@ OPTION_RULES: dict[str, dict[str, Rule]] = {
     # scipy.optimize.minimize: ``tol`` and the ``options`` every method shares a meaning for
     "minimize": {
         "tol": _NONNEGATIVE,
-        "maxiter": _int(0),
-        "maxfun": _int(1),
-        "maxfev": _int(1),
+        "maxiter": _int(0, floats=True),  # minimize's methods compare counts, so 1e4 works
+        "maxfun": _int(1, floats=True),
+        "maxfev": _int(1, floats=True),
         "maxcor": _int(1),
         "maxls": _int(1),
         "gtol": _NONNEGATIVE,
@@ -118,7 +120,7 @@ OPTION_RULES: dict[str, dict[str, Rule]] = {
     },
     "dual_annealing": {
         "maxiter": _int(1),  # scipy loops forever, evaluating nothing, with maxiter <= 0
-        "maxfun": _int(1),
+        "maxfun": _int(1, floats=True),  # scipy's own default is 1e7
         "initial_temp": _real(0.01, 5e4, low_open=True),
         "restart_temp_ratio": _FRACTION,
         "visit": _real(1.0, 3.0, low_open=True),

@@ -38,6 +38,7 @@ __all__ = [
     "check_groups_disjoint",
     "check_no_overlap",
     "clamp_to_group_bounds",
+    "estimator_group_keys",
     "group_labels",
 ]
 
@@ -183,8 +184,26 @@ class GroupOptionsChecked(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``, warning first about keys the optimizer does not use."""
         if isinstance(param_group, Mapping) and not self.forwards_group_options:
-            warn_unknown_group_keys(param_group, self.defaults, type(self).__name__, len(self.param_groups))
+            known = dict.fromkeys(self._group_keys())
+            warn_unknown_group_keys(param_group, known, type(self).__name__, len(self.param_groups))
         super().add_param_group(param_group)
+
+    def _group_keys(self) -> set[str]:
+        """The param-group keys this optimizer reads (default: those of ``defaults``)."""
+        return set(self.defaults)
+
+
+def estimator_group_keys(jac: Any) -> set[str]:
+    """The per-group options (e.g. ``h``) a gradient estimator given as ``jac`` reads; empty for other ``jac``.
+
+    Example:
+        >>> from torchzero_bridge.zeroth_order import FDM
+        >>> estimator_group_keys(FDM()), estimator_group_keys(True)
+        ({'h'}, set())
+    """
+    if not hasattr(jac, "make_scipy_jac"):
+        return set()
+    return set(getattr(jac, "defaults", {}))
 
 
 def warn_unknown_group_keys(group: Mapping[str, Any], known: Mapping[str, Any], owner: str, index: int) -> None:

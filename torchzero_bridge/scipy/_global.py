@@ -36,6 +36,7 @@ from scipy.optimize import Bounds, OptimizeResult
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback, materialize_params
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
+from torchzero_bridge.core.param_checks import estimator_group_keys
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
@@ -343,6 +344,9 @@ class GlobalWrapper(BridgeOptimizer):
         self.flat_params().bounds(self.flat_bounds)
 
     # ------------------------------------------------------------------ hooks
+    def _group_keys(self) -> set[str]:
+        return super()._group_keys() | estimator_group_keys((self.local_args or {}).get("jac"))  # e.g. a group's h
+
     def _objective_options(self) -> dict[str, Any]:
         uses_hessian = (
             self.local_args is not None

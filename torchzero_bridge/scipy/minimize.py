@@ -37,6 +37,7 @@ from scipy.optimize import Bounds, OptimizeResult, minimize
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
+from torchzero_bridge.core.param_checks import estimator_group_keys
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
@@ -153,6 +154,9 @@ class MinimizeWrapper(BridgeOptimizer):
             )
 
     # ------------------------------------------------------------------ hooks
+    def _group_keys(self) -> set[str]:
+        return super()._group_keys() | estimator_group_keys(self.minimizer_args.get("jac"))  # e.g. a group's h
+
     def _objective_options(self) -> dict[str, Any]:
         return {
             "hvp_method": self.hvp_method,

@@ -45,18 +45,20 @@ __all__ = [
 _MASK_LIMIT = 1 << 26  # elements: beyond this, interleaved strided views are taken to overlap
 
 
-def _span(t: torch.Tensor) -> tuple[Any, int, int] | None:
-    """``(device, first byte, end byte)`` of the memory ``t`` can reach, or ``None`` (empty, no storage)."""
-    if t.numel() == 0 or t.device.type == "meta" or t.layout != torch.strided:
+def _span(t: torch.Tensor) -> tuple[int, int] | None:
+    """``(first byte, end byte)`` of the memory ``t`` can reach, or ``None`` (empty, no storage)."""
+    numel = t.numel()
+    if numel == 0 or t.is_meta or t.layout != torch.strided:
         return None
     try:
-        base = t.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):  # tensors without a storage of their own
+        start = t.data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without memory of their own
         return None
     item = t.element_size()
-    start = base + t.storage_offset() * item
+    if t.is_contiguous():
+        return start, start + numel * item
     reach = sum((n - 1) * abs(s) for n, s in zip(t.shape, t.stride()))
-    return t.device, start, start + (reach + 1) * item
+    return start, start + (reach + 1) * item
 
 
 def _dense(t: torch.Tensor) -> bool:
@@ -65,17 +67,17 @@ def _dense(t: torch.Tensor) -> bool:
     return reach + 1 == t.numel()
 
 
-def _share(a: torch.Tensor, sa: tuple[Any, int, int], b: torch.Tensor, sb: tuple[Any, int, int]) -> bool:
+def _share(a: torch.Tensor, sa: tuple[int, int], b: torch.Tensor, sb: tuple[int, int]) -> bool:
     """Whether ``a`` and ``b``, whose spans intersect, have an element in common."""
     if _dense(a) or _dense(b):
         return True  # a span that is all one tensor's meets any element of the other inside it
     item = a.element_size()
-    lo, hi = min(sa[1], sb[1]), max(sa[2], sb[2])
-    if item != b.element_size() or (sa[1] - sb[1]) % item or (hi - lo) // item > _MASK_LIMIT:
+    lo, hi = min(sa[0], sb[0]), max(sa[1], sb[1])
+    if item != b.element_size() or (sa[0] - sb[0]) % item or (hi - lo) // item > _MASK_LIMIT:
         return True  # cannot tell element by element: take them to overlap
     mask = torch.zeros((hi - lo) // item, dtype=torch.bool)
-    torch.as_strided(mask, a.shape, a.stride(), (sa[1] - lo) // item).fill_(True)
-    return bool(torch.as_strided(mask, b.shape, b.stride(), (sb[1] - lo) // item).any())
+    torch.as_strided(mask, a.shape, a.stride(), (sa[0] - lo) // item).fill_(True)
+    return bool(torch.as_strided(mask, b.shape, b.stride(), (sb[0] - lo) // item).any())
 
 
 def check_no_overlap(params: Sequence[torch.Tensor], labels: Sequence[str]) -> None:
@@ -92,29 +94,30 @@ def check_no_overlap(params: Sequence[torch.Tensor], labels: Sequence[str]) -> N
         >>> w = torch.zeros(4)
         >>> check_no_overlap([w[::2], w[1::2]], ["even", "odd"])
     """
-    spans = []
+    by_device: dict[torch.device, list[tuple[int, int, int]]] = {}
     for i, p in enumerate(params):
         s = _span(p)
         if s is not None:
-            spans.append((str(s[0]), s[1], s[2], i, s))
-    if len(spans) < 2:
-        return
-    spans.sort(key=lambda e: (e[0], e[1]))
-    active: list[tuple[str, int, int, int, Any]] = []
-    for entry in spans:
-        device, start = entry[0], entry[1]
-        active = [e for e in active if e[0] == device and e[2] > start]
-        for other in active:
-            a, b = params[other[3]], params[entry[3]]
-            if a is b:
+            by_device.setdefault(p.device, []).append((s[0], s[1], i))
+    for spans in by_device.values():
+        spans.sort()
+        active: list[tuple[int, int, int]] = []  # spans that reach past the current start
+        reach = -1
+        for entry in spans:
+            start = entry[0]
+            if start >= reach:  # the usual case: clear of everything before
+                active, reach = [entry], entry[1]
                 continue
-            if _share(a, other[4], b, entry[4]):
-                first, second = sorted((other[3], entry[3]))
-                raise ValueError(
-                    f"{labels[first]} and {labels[second]} share memory (one is a view of the other, or they "
-                    "overlap); pass each tensor once and no views of it"
-                )
-        active.append(entry)
+            for other in [e for e in active if e[1] > start]:
+                a, b = params[other[2]], params[entry[2]]
+                if a is not b and _share(a, other[:2], b, entry[:2]):
+                    first, second = sorted((other[2], entry[2]))
+                    raise ValueError(
+                        f"{labels[first]} and {labels[second]} share memory (one is a view of the other, or they "
+                        "overlap); pass each tensor once and no views of it"
+                    )
+            active.append(entry)
+            reach = max(reach, entry[1])
 
 
 def group_labels(param_groups: Sequence[Mapping[str, Any]]) -> tuple[list[torch.Tensor], list[str]]:

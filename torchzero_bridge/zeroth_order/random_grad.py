@@ -49,7 +49,8 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
 
     Args:
         params: tensors or param-group dicts; per-group option ``lr`` (the perturbation size
-            and the built-in SGD step). Other group keys are passed to ``opt``.
+            and the built-in SGD step). Other group keys are passed to ``opt``; with ``opt``, a
+            group's ``bounds=(lo, hi)`` is checked and applied by projecting after each update.
         lr: perturbation size.
         opt: inner optimizer factory (``lambda p: torch.optim.AdamW(p, lr=1e-3)``, or a
             ``(class, kwargs)`` pair); ``None``: plain SGD with ``lr``.

@@ -17,6 +17,9 @@ An estimator can be used three ways:
 All evaluations run without backward (``closure(backward=False)`` under ``torch.no_grad()``
 when the closure accepts it). Per-group option: ``h`` (the step); other keys of a param group
 are passed on to the inner optimizer (``{"params": ..., "h": 1e-2, "lr": 0.1}``).
+A group's ``bounds=(lo, hi)`` is checked when the group is added (``lo <= hi``, no NaN, shapes)
+and, with ``opt=``, applied: the parameters are projected into it after every inner update
+(without ``opt`` nothing moves them, so it is reported as unused).
 Learning-rate schedulers attach to the inner optimizer, ``estimator.opt``.
 
 Example:

@@ -487,6 +487,7 @@ def test_strided_views_that_cross_are_rejected() -> None:
     with pytest.raises(ValueError, match="row and col share memory"):
         check_no_overlap([m[1], m[:, 1]], ["row", "col"])  # they meet at m[1, 1]
     check_no_overlap([m[0], m[1:, 1]], ["row0", "col1-below"])
+    check_no_overlap([m[:, 0], m[1, 1:]], ["col0", "row1-right"])  # a dense run inside the other's gap
 
 
 def test_distinct_tensors_and_tensors_on_other_storage_pass() -> None:

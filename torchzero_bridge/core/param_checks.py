@@ -69,8 +69,8 @@ def _dense(t: torch.Tensor) -> bool:
 
 def _share(a: torch.Tensor, sa: tuple[int, int], b: torch.Tensor, sb: tuple[int, int]) -> bool:
     """Whether ``a`` and ``b``, whose spans intersect, have an element in common."""
-    if _dense(a) or _dense(b):
-        return True  # a span that is all one tensor's meets any element of the other inside it
+    if _dense(a) and _dense(b):
+        return True  # two gap-free spans that intersect share an element
     item = a.element_size()
     lo, hi = min(sa[0], sb[0]), max(sa[1], sb[1])
     if item != b.element_size() or (sa[0] - sb[0]) % item or (hi - lo) // item > _MASK_LIMIT:

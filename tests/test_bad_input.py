@@ -574,6 +574,14 @@ _NO_IMPORT_IN_STEP = textwrap.dedent(
         lambda: tzb.NevergradWrapper([w], "CMA", budget=30, seed=0),
         lambda: tzb.NevergradWrapper([w], "NGOpt", budget=30, seed=0),
         lambda: tzb.MinimizeWrapper([w], method="BFGS"),
+        lambda: tzb.DifferentialEvolutionWrapper([{"params": [w], "bounds": (-1.0, 1.0)}], maxiter=3, rng=0),
+        lambda: tzb.DualAnnealingWrapper([{"params": [w], "bounds": (-1.0, 1.0)}], maxiter=3, rng=0),
+        lambda: tzb.BasinHoppingWrapper([w], niter=2, rng=0),
+        lambda: tzb.DirectWrapper([{"params": [w], "bounds": (-1.0, 1.0)}], maxfun=40),
+        lambda: tzb.OptunaWrapper([{"params": [w], "bounds": (-1.0, 1.0)}], n_trials=3, seed=0),
+        lambda: tzb.RandomWalk([w], seed=0),
+        lambda: tzb.ParticleSwarm([{"params": [w], "bounds": (-1.0, 1.0)}], seed=0),
+        lambda: tzb.SPSA([w], seed=0, opt=lambda p: torch.optim.SGD(p, lr=0.1)),
     ):
         opt = make()
         before = set(sys.modules)
@@ -591,9 +599,10 @@ _NO_IMPORT_IN_STEP = textwrap.dedent(
 
 def test_a_first_step_imports_nothing() -> None:
     pytest.importorskip("nevergrad")
+    pytest.importorskip("optuna")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run(
         [sys.executable, "-c", _NO_IMPORT_IN_STEP], capture_output=True, text=True, env=env, timeout=300
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split().count("ok") == 4
+    assert out.stdout.split().count("ok") == 12

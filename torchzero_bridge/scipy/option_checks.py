@@ -7,7 +7,10 @@ against :data:`OPTION_RULES` before anything is evaluated, so a bad value is a `
 naming the wrapper, the option and the range expected.
 
 Only numeric options with a documented range are listed; anything else is left to scipy.
-``None`` is accepted wherever scipy reads it as "use the default".
+``None`` always passes (scipy reads it as "use the default" almost everywhere; where it does
+not, scipy's own error stands). Counts must be ints; an integral float such as ``1e4`` is
+accepted only where scipy itself works with one (``minimize``'s counts, ``dual_annealing``'s
+``maxfun``, shgo's ``options``, basin hopping's ``interval`` and ``niter_success``).
 
 Example:
     >>> check_solver_options("dual_annealing", {"maxiter": 0}, "DualAnnealingWrapper", "da_kwargs")
@@ -132,10 +135,10 @@ OPTION_RULES: dict[str, dict[str, Rule]] = {
         "n": _int(1),  # n=0 returns NaN
         "iters": _int(1),
     },
-    "shgo.options": {
-        "maxfev": _int(1),
-        "maxiter": _int(1),
-        "maxev": _int(1),
+    "shgo.options": {  # shgo only compares these with its counters, so 1e4 works
+        "maxfev": _int(1, floats=True),
+        "maxiter": _int(1, floats=True),
+        "maxev": _int(1, floats=True),
         "maxtime": _POSITIVE,
         "f_tol": _NONNEGATIVE,
         "minhgrd": _int(0),
@@ -152,8 +155,8 @@ OPTION_RULES: dict[str, dict[str, Rule]] = {
         "niter": _int(0),
         "T": _NONNEGATIVE,
         "stepsize": _POSITIVE,
-        "interval": _int(1),
-        "niter_success": _int(1),
+        "interval": _int(1, floats=True),  # compared and taken modulo, so 50.0 works
+        "niter_success": _int(1, floats=True),
         "target_accept_rate": _FRACTION,
         "stepwise_factor": _FRACTION,
         "seed": _SEED,

@@ -606,3 +606,26 @@ def test_a_first_step_imports_nothing() -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split().count("ok") == 12
+
+
+# ---------------------------------------------------------------------- group keys
+
+
+def test_a_group_added_later_is_checked_too() -> None:
+    w, v = torch.zeros(2), torch.zeros(3)
+    opt = tzb.RandomWalk([w], seed=0)
+    with pytest.warns(IgnoredOptionWarning, match=r"RandomWalk: param_groups\[1\] option 'lrr'.*did you mean 'lr'"):
+        opt.add_param_group({"params": [v], "lrr": 0.5})
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\].*param_groups\[2\]\['params'\]\[0\]"):
+        opt.add_param_group({"params": [w[1:]]})
+
+
+def test_group_keys_that_are_read_elsewhere_give_no_warning() -> None:
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IgnoredOptionWarning)
+        swarm = tzb.SwarmOfOptimizers([{"params": [w], "lr": 0.3}], lambda p: torch.optim.SGD(p), n=2, seed=0)
+        assert swarm.members[0].param_groups[0]["lr"] == 0.3  # forwarded to each member optimizer
+        tzb.MinimizeWrapper([{"params": [w], "h": 1e-2}], method="BFGS", jac=tzb.FDM())  # the estimator reads h
+        tzb.NevergradWrapper([{"params": [w], "sigma": 0.5}], "OnePlusOne", budget=5)
+        tzb.RandomWalk([{"params": [w], "lr": 0.1, "bounds": (-1, 1)}])

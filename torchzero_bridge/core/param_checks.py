@@ -185,11 +185,16 @@ class GroupOptionsChecked(torch.optim.Optimizer):
     """Other group keys go to an inner optimizer, which judges them."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """torch's ``add_param_group``, warning first about keys the optimizer does not use."""
+        """torch's ``add_param_group``, warning first about keys the optimizer does not use.
+
+        The new group's tensors must not share memory with any other, and its ``bounds`` must
+        be valid (see :func:`check_added_group`); otherwise it is not added.
+        """
         if isinstance(param_group, Mapping) and not self.forwards_group_options:
             known = dict.fromkeys(self._group_keys())
             warn_unknown_group_keys(param_group, known, type(self).__name__, len(self.param_groups))
         super().add_param_group(param_group)
+        check_added_group(self)
 
     def _group_keys(self) -> set[str]:
         """The param-group keys this optimizer reads (default: those of ``defaults``)."""

@@ -91,17 +91,29 @@ def _inside(v: float, low: float | None, high: float | None, low_open: bool, hig
     return high is None or (v < high if high_open else v <= high)
 
 
-def check_int(value: Any, name: str, owner: str, *, minimum: int = 1) -> int:
+def check_int(value: Any, name: str, owner: str, *, minimum: int = 1, integral_float: bool = False) -> int:
     """Return ``value`` as an int or raise ``ValueError`` unless it is an integer >= ``minimum``.
 
     ``bool`` is rejected; numpy integers and 0-d integer arrays are accepted.
 
+    Args:
+        value: the option's value.
+        name: the option's name, used in the message.
+        owner: the class or function the option belongs to, used in the message.
+        minimum: the smallest value accepted.
+        integral_float: also accept a float with an integral value (``1e4``), as scipy does for
+            its iteration counts.
+
     Example:
         >>> check_int(2, "n_particles", "ParticleSwarm", minimum=2)
         2
+        >>> check_int(1e4, "maxiter", "minimize", minimum=0, integral_float=True)
+        10000
     """
     v = _scalar(value)
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+    if integral_float and isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        v = int(v)
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or v < minimum:
         raise ValueError(f"{owner}: {name} expected an int >= {minimum}, got {value!r}")
     return int(v)
 
@@ -116,13 +128,32 @@ def check_positive(value: Any, name: str, owner: str, *, allow_zero: bool = Fals
     return check_real(value, name, owner, low=0.0, low_open=not allow_zero)
 
 
-def check_seed(seed: Any) -> int | None:
-    """Return ``seed`` or raise ``TypeError`` unless it is an int or ``None`` (``bool`` is rejected).
+_NUMPY_SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed: Any, *, owner: str | None = None, numpy: bool = False) -> int | None:
+    """Return ``seed`` or raise unless it is an int or ``None`` (``bool`` is rejected).
+
+    Args:
+        seed: the seed.
+        owner: the class the seed belongs to, used in the message of a seed out of range.
+        numpy: the seed goes to ``numpy.random.RandomState``, which takes ``0 <= seed < 2**32``.
+
+    Raises:
+        TypeError: not an int or ``None``.
+        ValueError: with ``numpy``, an int outside numpy's range.
 
     Example:
         >>> check_seed(0), check_seed(None)
         (0, None)
+        >>> check_seed(-1, owner="NevergradWrapper", numpy=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: NevergradWrapper: seed expected an int in [0, 2**32 - 1] (numpy's seed range), got -1
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
+    if numpy and seed is not None and not 0 <= seed <= _NUMPY_SEED_MAX:
+        where = f"{owner}: " if owner else ""
+        raise ValueError(f"{where}seed expected an int in [0, 2**32 - 1] (numpy's seed range), got {seed!r}")
     return seed

@@ -30,6 +30,7 @@ from scipy.optimize import OptimizeResult
 from torchzero_bridge._checks import check_int, check_positive, check_seed
 from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace, suggest_names
 from torchzero_bridge._optional import import_extra
+from torchzero_bridge._preload import nevergrad_step_imports, preload
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
@@ -192,8 +193,9 @@ class NevergradWrapper(BridgeOptimizer):
         check_int(num_workers, "num_workers", "NevergradWrapper")
         if sigma is not None:
             check_positive(sigma, "sigma", "NevergradWrapper")
-        check_seed(seed)
+        check_seed(seed, owner="NevergradWrapper", numpy=True)
         self._factory, self.optimizer_name = resolve_nevergrad_optimizer(optimizer)
+        preload(*nevergrad_step_imports(self.optimizer_name))  # not inside a step, where a SIGINT could cut it
         self.budget = budget
         self.evals_per_step = evals_per_step
         self.num_workers = num_workers

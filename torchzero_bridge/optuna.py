@@ -211,7 +211,7 @@ class OptunaWrapper(BridgeOptimizer):
     ) -> None:
         opt = _optuna()
         check_int(n_trials, "n_trials", "OptunaWrapper")
-        check_seed(seed)
+        check_seed(seed, owner="OptunaWrapper", numpy=True)
         if study_name is not None and not isinstance(study_name, str):
             raise TypeError(f"study_name: expected a str or None, got {type(study_name).__name__}")
         if sampler is None:

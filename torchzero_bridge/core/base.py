@@ -43,6 +43,7 @@ from scipy.optimize import OptimizeResult
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
+from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.progress import Progress
 from torchzero_bridge.core.start import StartWatch, note
 from torchzero_bridge.core.state import check_plain, from_plain, to_plain
@@ -83,7 +84,7 @@ class SolveContext:
         self.objective.check_deadline()
 
 
-class BridgeOptimizer(SkipsFrozen, torch.optim.Optimizer):
+class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
     """Base class of every wrapper around an external solver.
 
     Args:

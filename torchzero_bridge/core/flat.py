@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchzero_bridge.core.param_checks import check_no_overlap
+
 __all__ = ["BoundsLike", "FlatParams"]
 
 BoundsLike = Any  # None | number | Tensor | sequence of those (one per tensor in the group)
@@ -111,6 +113,7 @@ class FlatParams:
                 self._group_of.append(gi)
         if not self.params:
             raise ValueError("params is empty: expected at least one tensor to optimize")
+        check_no_overlap(self.params, self._names)
 
         # real views: complex tensors become (..., 2) real tensors sharing storage
         self._real = [torch.view_as_real(p) if p.is_complex() else p for p in self.params]

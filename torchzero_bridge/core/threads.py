@@ -20,6 +20,8 @@ from typing import Any, Literal, Union
 
 import torch
 
+from torchzero_bridge._preload import preload
+
 __all__ = ["ThreadsSpec", "check_threads", "limit_threads"]
 
 ThreadsSpec = Union[int, Literal["auto"], None]
@@ -76,6 +78,8 @@ def check_threads(threads: ThreadsSpec) -> ThreadsSpec:
     Raises:
         ValueError: not ``"auto"``, ``None`` or a positive int.
     """
+    if threads is not None:
+        preload("threadpoolctl")  # limit_threads needs it inside the step
     if threads is None or threads == "auto":
         return threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:

@@ -36,6 +36,7 @@ from scipy.optimize import Bounds, OptimizeResult
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback, materialize_params
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
+from torchzero_bridge.core.param_checks import estimator_group_keys
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
@@ -48,6 +49,7 @@ from torchzero_bridge.scipy.minimize import (
     minimize_callables,
     warn_unused_hvp_method,
 )
+from torchzero_bridge.scipy.option_checks import check_minimize_args, check_solver_options
 
 __all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
 
@@ -242,6 +244,7 @@ class GlobalWrapper(BridgeOptimizer):
         flat = FlatParams(params, allow_integer=self.allow_integer)  # validates with messages naming tensors
         self.default_local = False
         kwargs = self._merge_solver_kwargs(solver_kwargs, keywords)
+        check_solver_options(self.solver.__name__, kwargs, type(self).__name__, self.options_name)
         minimizer_args = self._preprocess(kwargs, minimizer_args)
         if "args" in kwargs:
             warnings.warn(
@@ -325,6 +328,7 @@ class GlobalWrapper(BridgeOptimizer):
         self, minimizer_args: Mapping[str, Any] | None, flat: FlatParams
     ) -> tuple[dict[str, Any], MethodInfo]:
         args = _merge_args(minimizer_args)
+        check_minimize_args(args, type(self).__name__, "minimizer_args")
         self.default_local = minimizer_args is None
         self._local_defaults(args, flat)
         info = _resolve_method(args)
@@ -340,6 +344,9 @@ class GlobalWrapper(BridgeOptimizer):
         self.flat_params().bounds(self.flat_bounds)
 
     # ------------------------------------------------------------------ hooks
+    def _group_keys(self) -> set[str]:
+        return super()._group_keys() | estimator_group_keys((self.local_args or {}).get("jac"))  # e.g. a group's h
+
     def _objective_options(self) -> dict[str, Any]:
         uses_hessian = (
             self.local_args is not None
@@ -377,6 +384,7 @@ class GlobalWrapper(BridgeOptimizer):
     # ------------------------------------------------------------------ solve
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
         kwargs = dict(self.solver_kwargs)
+        check_solver_options(self.solver.__name__, kwargs, type(self).__name__, self.options_name)  # a loaded state too
         if self._rng_kind is not None:
             kwargs[self._rng_kind] = self._rng
         return self._run(ctx, kwargs)

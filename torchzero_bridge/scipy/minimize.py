@@ -37,10 +37,12 @@ from scipy.optimize import Bounds, OptimizeResult, minimize
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
+from torchzero_bridge.core.param_checks import estimator_group_keys
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.scipy.constraints import convert_constraints
 from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, method_info
+from torchzero_bridge.scipy.option_checks import check_minimize_args
 
 __all__ = [
     "MinimizeWrapper",
@@ -127,6 +129,7 @@ class MinimizeWrapper(BridgeOptimizer):
             options=options,
             callback=callback,
         )
+        check_minimize_args(args, "MinimizeWrapper")
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
         self.minimizer_args = args
@@ -153,6 +156,9 @@ class MinimizeWrapper(BridgeOptimizer):
             )
 
     # ------------------------------------------------------------------ hooks
+    def _group_keys(self) -> set[str]:
+        return super()._group_keys() | estimator_group_keys(self.minimizer_args.get("jac"))  # e.g. a group's h
+
     def _objective_options(self) -> dict[str, Any]:
         return {
             "hvp_method": self.hvp_method,

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from scipy.optimize import Bounds, OptimizeResult, shgo
 
+from torchzero_bridge._preload import preload
 from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy
@@ -99,6 +100,7 @@ class SHGOWrapper(GlobalWrapper):
             nonfinite=nonfinite,
             hvp_method=hvp_method,
         )
+        preload("scipy.stats")  # shgo's sampling imports it on first use; not inside a step
 
     def _preprocess(self, kwargs: dict[str, Any], minimizer_args: Mapping[str, Any] | None) -> Any:
         options = kwargs.get("options")

@@ -48,6 +48,7 @@ import torch
 
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.frozen import SkipsFrozen
+from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.state import check_plain
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
@@ -59,7 +60,7 @@ STATE_KEY = "derivative_free"
 """Key of the method's state in ``optimizer.state`` and in ``state_dict()['state']``."""
 
 
-class DerivativeFreeOptimizer(SkipsFrozen, torch.optim.Optimizer):
+class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
     """Base class of the derivative-free torch optimizers; each ``step(closure)`` is one iteration.
 
     Subclasses implement :meth:`_step` (propose points with :meth:`_evaluate` /

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from torchzero_bridge.core.frozen import SkipsFrozen
+from torchzero_bridge.core.param_checks import check_groups_disjoint
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
@@ -111,6 +112,7 @@ class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         if len(optimizers) == 0:
             raise ValueError("GradChain: optimizers is empty; expected at least one stage")
         super().__init__(params, {})
+        check_groups_disjoint(self.param_groups)
         self.stages: list[torch.optim.Optimizer] = []
         self._constructed: list[bool] = []
         bare = [_bare(g) for g in self.param_groups]

@@ -22,6 +22,7 @@ import torch
 
 from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.frozen import SkipsFrozen
+from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
@@ -49,7 +50,8 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
 
     Args:
         params: tensors or param-group dicts; per-group option ``lr`` (the perturbation size
-            and the built-in SGD step). Other group keys are passed to ``opt``.
+            and the built-in SGD step). Other group keys are passed to ``opt``; with ``opt``, a
+            group's ``bounds=(lo, hi)`` is checked and applied by projecting after each update.
         lr: perturbation size.
         opt: inner optimizer: one constructed over the same parameters
             (``torch.optim.AdamW(model.parameters(), lr=1e-3)``, any optimizer class), a factory
@@ -118,6 +120,7 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group`` plus validation; the inner optimizer gets the group too."""
         super().add_param_group(param_group)
+        check_added_group(self)  # no tensor shares memory with another; valid bounds
         group = self.param_groups[-1]
         check_positive(group["lr"], "lr", "RandomGrad")
         for p in group["params"]:
@@ -158,6 +161,7 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
             self.nfev += f.count
         if applied and self.opt is not None:
             self.opt.step()
+            clamp_to_group_bounds(self.param_groups)  # the inner optimizer knows nothing of bounds
         return torch.tensor(loss, dtype=torch.float64)
 
     # ------------------------------------------------------------------ internals

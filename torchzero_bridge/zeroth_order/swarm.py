@@ -83,6 +83,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         True
     """
 
+    forwards_group_options = True  # other group keys (e.g. ``lr``) go to the member optimizers
+
     def __init__(
         self,
         params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],

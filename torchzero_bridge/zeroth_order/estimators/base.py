@@ -17,6 +17,9 @@ An estimator can be used three ways:
 All evaluations run without backward (``closure(backward=False)`` under ``torch.no_grad()``
 when the closure accepts it). Per-group option: ``h`` (the step); other keys of a param group
 are passed on to the inner optimizer (``{"params": ..., "h": 1e-2, "lr": 0.1}``).
+A group's ``bounds=(lo, hi)`` is checked when the group is added (``lo <= hi``, no NaN, shapes)
+and, with ``opt=``, applied: the parameters are projected into it after every inner update
+(without ``opt`` nothing moves them, so it is reported as unused).
 Learning-rate schedulers attach to the inner optimizer, ``estimator.opt``.
 
 Example:
@@ -43,6 +46,7 @@ import torch
 
 from torchzero_bridge._checks import check_positive
 from torchzero_bridge.core.frozen import SkipsFrozen
+from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
@@ -148,6 +152,7 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group`` plus validation; the inner optimizer gets the group too."""
         super().add_param_group(param_group)
+        check_added_group(self)  # no tensor shares memory with another; valid bounds
         group = self.param_groups[-1]
         for key in self.defaults:
             if key == "h":
@@ -211,6 +216,7 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
             )
         elif self.opt is not None:
             self.opt.step()
+            clamp_to_group_bounds(self.param_groups)  # the inner optimizer knows nothing of bounds
         return torch.tensor(loss, dtype=torch.float64)
 
     _last_nonfinite = 0

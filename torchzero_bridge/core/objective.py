@@ -1,15 +1,27 @@
 """Objective: a user's closure seen by a solver as ``fun``/``grad``/``hessp``/``hess`` on float64 vectors.
 
 Every evaluation is memoized on a copy of ``x``: asking for the value and then the gradient
-at the same point runs the closure once. Counters record closure runs (``nfev``), gradient
-evaluations (``ngev``) and Hessian(-vector) products (``nhev``). The best finite point seen
-is kept so an interrupted solve can restore it.
+at the same point runs the closure once. Counters mean what scipy's mean: ``nfev`` counts
+closure runs, ``ngev`` the gradients a solver asked for (each call of :meth:`grad` or
+:meth:`fun_and_grad`, as scipy counts ``njev``; finite-difference Hessian products count the
+gradients they take at their probes), ``nhev`` the Hessian(-vector) products. A gradient
+computed along with a value that no solver asked for is not counted. The best finite point
+seen is kept so an interrupted solve can restore it.
+
+:meth:`Objective.fun` computes the gradient along with the value only while a gradient
+solver runs (:meth:`Objective.expect_gradients`); global solvers switch this on for their
+local searches only, so value-only evaluations (annealing visits, sampling points,
+population members) run no backward pass.
 
 Hessian-vector products:
 
 * ``"autograd"`` (default): one forward and one backward with ``create_graph`` per point,
   then one extra backward per product. Needs a closure that accepts ``backward`` or a
   gngdb-style closure object; a plain closure falls back to ``"central"`` with a warning.
+  A closure that accepts ``backward`` keeps the graph of each gradient evaluation (one
+  closure run per point serves value, gradient and products). A closure object is called
+  for values and gradients like any closure; the graph for products is built from its
+  ``.loss(model)`` only at points where a product is asked for (not counted in ``nfev``).
 * ``"forward"``: ``(g(x + h v) - g(x)) / h`` (one gradient evaluation per product).
 * ``"central"``: ``(g(x + h v) - g(x - h v)) / 2h`` (two per product).
 
@@ -123,7 +135,8 @@ class Objective:
             )
             hvp_method = "central"
         self.hvp_method: HvpMethod = hvp_method
-        self.graph_grads = uses_hessian and hvp_method == "autograd"
+        self.graph_grads = uses_hessian and hvp_method == "autograd" and not self.adapter.is_object
+        self._want_grad = uses_hessian
         flat.silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
         self.nonfinite = nonfinite
         self.deadline = deadline
@@ -161,17 +174,43 @@ class Objective:
 
     # ------------------------------------------------------------------ scipy-facing API
     def fun(self, x: np.ndarray, *args: Any) -> float:
-        """Loss at ``x`` (computes the gradient too when a gradient solver is running)."""
-        return self._evaluate(x, self.graph_grads or self._want_grad).f
+        """Loss at ``x`` (computes the gradient too while a gradient solver runs, see :meth:`expect_gradients`)."""
+        return self._evaluate(x, self._want_grad).f
 
     def grad(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Gradient at ``x`` as a new float64 vector."""
+        self.ngev += 1
         return self._evaluate(x, True).g  # type: ignore[return-value]
 
     def fun_and_grad(self, x: np.ndarray, *args: Any) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``x`` from one closure run."""
+        self.ngev += 1
         e = self._evaluate(x, True)
         return e.f, e.g  # type: ignore[return-value]
+
+    def fun_and_grad_if_any(self, x: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """``(loss, gradient)`` at ``x`` from one closure run with backward; ``None`` when the closure left no gradient.
+
+        For solvers that can fall back to derivative-free work when the closure never calls
+        ``backward`` (it is asked with ``backward=True`` once, and the answer is remembered).
+        """
+        e = self._evaluate(x, True, optional=True)
+        if e.g is not None:
+            self.ngev += 1
+        return e.f, e.g
+
+    def count_gradients(self, n: int) -> None:
+        """Add ``n`` gradients a solver computed itself (finite differences, a user's ``jac``) to ``ngev``."""
+        self.ngev += int(n)
+
+    def counted(self, jac: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        """``jac`` with every call counted in ``ngev`` (a gradient estimator handed to a solver)."""
+
+        def counted_jac(x: np.ndarray, *args: Any) -> np.ndarray:
+            self.ngev += 1
+            return jac(x, *args)
+
+        return counted_jac
 
     def value(self, x: np.ndarray, *args: Any) -> float:
         """Loss at ``x`` without any gradient (for derivative-free solvers)."""
@@ -218,22 +257,27 @@ class Objective:
     :meth:`value` so its closure runs are counted."""
 
     def expect_gradients(self, flag: bool = True) -> None:
-        """Make :meth:`fun` compute the gradient along with the value (gradient solvers)."""
+        """Make :meth:`fun` compute the gradient along with the value (gradient solvers), or stop it."""
         self._want_grad = flag
+
+    @property
+    def expects_gradients(self) -> bool:
+        """Whether :meth:`fun` computes the gradient along with the value."""
+        return self._want_grad
 
     def hessp(self, x: np.ndarray, p: np.ndarray, *args: Any) -> np.ndarray:
         """Hessian at ``x`` times vector ``p``."""
         p = np.asarray(p, dtype=np.float64).reshape(-1)
         self.nhev += 1
         if self.hvp_method == "autograd":
-            return self._graph_hvp(self._evaluate(x, True, graph=True), p)
+            return self._graph_hvp(self._graph_point(x), p)
         return self._fd_hvp(np.asarray(x, dtype=np.float64), p)
 
     def hess(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Dense Hessian at ``x`` (``n`` Hessian-vector products; for methods that need it)."""
         n = self.flat.n
         if self.hvp_method == "autograd":
-            e = self._evaluate(x, True, graph=True)
+            e = self._graph_point(x)
             self.nhev += 1
             H = self._graph_hess(e)
         else:
@@ -290,30 +334,35 @@ class Objective:
             return b
         return None
 
-    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False) -> _Point:
+    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False, optional: bool = False) -> _Point:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
             x = x.reshape(-1)
         graph = graph or (need_grad and self.graph_grads)
         e = self._find(x)
-        if e is not None and (not need_grad or e.g is not None) and (not graph or e.graph is not None):
+        if (
+            e is not None
+            and (not need_grad or e.g is not None or (optional and e.gradless))
+            and (not graph or e.graph is not None)
+        ):
             return e
         self.check_deadline()
         buf = self._free_buffer()
         self.flat.write_keeping(x, buf)
         gr = None
+        gradless = False
         if graph:
             f, g, gr = self._run_graph()
         elif need_grad:
             f = self.adapter.value_and_backward()
-            g = self._collect_grad()
+            g = self._collect_grad(required=not optional)
+            gradless = g is None
         else:
             f = self.adapter.value()
             g = None
         self.nfev += 1
-        if g is not None:
-            self.ngev += 1
         e = _Point(buf, f, g, gr)
+        e.gradless = gradless
         e.version = self.flat.version
         if not math.isfinite(f):
             e.f, e.g = self._nonfinite(f, g, buf)
@@ -353,13 +402,15 @@ class Objective:
         np.copyto(b, x)
         return b
 
-    def _collect_grad(self) -> np.ndarray:
+    def _collect_grad(self, required: bool = True) -> np.ndarray | None:
         # gradients still referenced by remembered points must never be written to again
         memo, b = self._memo, self._best
         held = [e.g for e in memo] + ([] if b is None else [b.g])
         g = self.flat.take_grad(held)
         if g is not None:
             return g
+        if self._diff_params and not required:
+            return None
         if self._diff_params:
             raise MissingGradientError(
                 "the closure returned a loss but no parameter has a .grad: a gradient-based method "
@@ -367,6 +418,21 @@ class Objective:
                 "when backward=True); for derivative-free methods pass jac=False"
             )
         return np.zeros(self.flat.n)
+
+    def _graph_point(self, x: Any) -> _Point:
+        """The point at ``x`` with an autograd graph for products.
+
+        A closure that accepts ``backward`` gives value, gradient and graph in one run. A
+        closure object is called for the value and gradient (if not known yet), and the graph
+        is then built from its ``.loss(model)``: that call is not a closure run.
+        """
+        if not self.adapter.is_object:
+            return self._evaluate(x, True, graph=True)
+        e = self._evaluate(x, True)
+        if e.graph is None:
+            self._load(e)
+            _, _, e.graph = self._run_graph()
+        return e
 
     def _run_graph(self) -> tuple[float, np.ndarray, tuple[list[torch.Tensor], list[int]]]:
         loss = self.adapter.graph()
@@ -445,9 +511,11 @@ class Objective:
         xnorm = float(np.linalg.norm(x))
         source = self.gradient_source
         probe = self._grad_probe if source is None else source
+        if source is not None:
+            self.ngev += 1 if self.hvp_method == "forward" else 2  # the estimator's gradients at the probes
         if self.hvp_method == "forward":
             h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
-            g0 = self._evaluate(x, True).g if source is None else source(x)
+            g0 = self._evaluate(x, True).g if source is None else source(x)  # the solver's own, not counted
             g1 = probe(x + h * v)
             return (g1 - g0) / h  # type: ignore[operator]
         h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
@@ -491,7 +559,7 @@ _MEMO_SIZE = 2  # points remembered besides the best one (a trust-region iterate
 class _Point:
     """One evaluated point: ``x`` (a pooled buffer), loss, gradient, kept autograd graph."""
 
-    __slots__ = ("f", "first", "g", "graph", "version", "x")
+    __slots__ = ("f", "first", "g", "gradless", "graph", "version", "x")
 
     def __init__(
         self, x: np.ndarray, f: float, g: np.ndarray | None, graph: tuple[list[torch.Tensor], list[int]] | None
@@ -502,3 +570,4 @@ class _Point:
         self.g = g
         self.graph = graph
         self.version = -1  # FlatParams.version when the parameters last held x
+        self.gradless = False  # the closure ran with backward here and left no gradient

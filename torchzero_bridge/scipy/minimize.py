@@ -48,6 +48,7 @@ __all__ = [
     "clip_start",
     "minimize_callables",
     "resolve_jac",
+    "solver_counts_gradients",
     "warn_unused_hvp_method",
 ]
 
@@ -196,7 +197,23 @@ class MinimizeWrapper(BridgeOptimizer):
             kwargs["tol"] = a["tol"]
 
         method = a["method"] if info is CUSTOM else info.name
-        return minimize(fun, ctx.x0, method=method, callback=ctx.callback, **kwargs)
+        self._iterations = 0
+
+        def callback(intermediate_result: OptimizeResult) -> None:
+            self._iterations += 1  # scipy calls back once per iteration: `nit` if the run stops early
+            ctx.callback(intermediate_result)
+
+        result = minimize(fun, ctx.x0, method=method, callback=callback, **kwargs)
+        if solver_counts_gradients(resolve_jac(a.get("jac", "auto"), info)):
+            ctx.objective.count_gradients(int(result.get("njev", 0)))  # scipy's own finite differences
+        return result
+
+    _iterations = 0
+
+    def _best_result(self, ctx: SolveContext, message: str) -> OptimizeResult:
+        result = super()._best_result(ctx, message)
+        result.nit = self._iterations  # the iterations that ran before the stop
+        return result
 
 
 # ---------------------------------------------------------------------- helpers
@@ -302,8 +319,9 @@ def minimize_callables(
         fun = objective.value
     elif jac_kind == "estimator":
         fun = objective.value
-        kwargs["jac"] = args["jac"].make_scipy_jac(objective)
-        objective.gradient_source = kwargs["jac"]  # finite-difference Hessian products difference these
+        estimate = args["jac"].make_scipy_jac(objective)
+        kwargs["jac"] = objective.counted(estimate)  # each gradient the solver asks for counts in njev
+        objective.gradient_source = estimate  # finite-difference Hessian products difference these
     else:  # "2-point", "3-point", callable, or scipy's default finite differences
         fun = objective.value
         kwargs["jac"] = None if jac_kind == "scipy-default" else args["jac"]
@@ -375,6 +393,19 @@ def _scale_fd_step(
         options["eps"] = math.sqrt(eps) * scale
     elif jac_kind in ("2-point", "3-point") and info.fd_rel_step:
         options["finite_diff_rel_step"] = eps ** (1 / 3 if jac_kind == "3-point" else 1 / 2)
+
+
+def solver_counts_gradients(jac_kind: str) -> bool:
+    """Whether scipy itself computes (and counts in ``njev``) the gradients for a ``jac`` of this kind.
+
+    True for finite differences (``"2-point"``, ``"3-point"``, scipy's default) and a user's
+    callable; the objective counts the gradients it delivers (exact, estimator) itself.
+
+    Example:
+        >>> solver_counts_gradients("3-point"), solver_counts_gradients("exact")
+        (True, False)
+    """
+    return jac_kind in ("2-point", "3-point", "scipy-default", "callable")
 
 
 def resolve_jac(jac: Any, info: MethodInfo) -> str:

@@ -2,7 +2,10 @@
 
 Drop-in for gngdb's ``SHGOWrapper(params, minimizer_args, shgo_kwargs)``; the options may also
 be given as keywords. The local minimizations use exact autograd gradients from the memoized
-objective.
+objective, computed only during the local searches: the sampling points are value-only.
+Measured (``benchmarks``-style run in the issue-12 report): computing the gradient at every
+sampling point would add one backward pass per point and save at most one closure run per
+local search, since a local search's start point is evaluated again by scipy.
 
 Example:
     >>> import torch
@@ -99,6 +102,7 @@ class SHGOWrapper(GlobalWrapper):
             nonfinite=nonfinite,
             hvp_method=hvp_method,
         )
+        self._warn_unbounded_local(True, "shgo bounds each local search to its own cell", 2)
 
     def _preprocess(self, kwargs: dict[str, Any], minimizer_args: Mapping[str, Any] | None) -> Any:
         options = kwargs.get("options")
@@ -127,7 +131,7 @@ class SHGOWrapper(GlobalWrapper):
 
     def _run(self, ctx: SolveContext, kwargs: dict[str, Any]) -> OptimizeResult:
         lo, hi = require_bounds(ctx.flat, self.flat_bounds, type(self).__name__, finite=False)
-        fun, minimizer_kwargs = self._local(ctx)
+        fun, minimizer_kwargs = self._local(ctx, None)  # shgo bounds each local search itself
         if self._wants_callback():
             kwargs["callback"] = ctx.callback
         return shgo(fun, Bounds(lo, hi), minimizer_kwargs=minimizer_kwargs, **kwargs)

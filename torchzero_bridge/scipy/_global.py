@@ -32,15 +32,15 @@ from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
-from torchzero_bridge.scipy._local import local_minimizer, require_bounds
-from torchzero_bridge.scipy.methods import MethodInfo
-from torchzero_bridge.scipy.minimize import (
+from torchzero_bridge.scipy._callables import (
     _merge_args,
     _resolve_method,
     _validate_jac,
     builtin_hessian,
     warn_unused_hvp_method,
 )
+from torchzero_bridge.scipy._local import local_minimizer, require_bounds
+from torchzero_bridge.scipy.methods import MethodInfo
 
 __all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
 

@@ -33,9 +33,9 @@ from scipy.optimize import Bounds, OptimizeResult, minimize
 
 from torchzero_bridge.core.flat import FlatParams, _flat_bounds
 from torchzero_bridge.core.objective import Objective
+from torchzero_bridge.scipy._callables import minimize_callables, resolve_jac, solver_counts_gradients
 from torchzero_bridge.scipy.constraints import convert_constraints
 from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo
-from torchzero_bridge.scipy.minimize import minimize_callables, resolve_jac, solver_counts_gradients
 
 __all__ = ["LocalMethod", "local_box", "local_minimizer", "require_bounds"]
 

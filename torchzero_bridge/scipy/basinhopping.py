@@ -32,8 +32,8 @@ from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy
 from torchzero_bridge.core.threads import ThreadsSpec
+from torchzero_bridge.scipy._callables import clip_start
 from torchzero_bridge.scipy._global import GlobalWrapper, result_callback
-from torchzero_bridge.scipy.minimize import clip_start
 
 __all__ = ["BasinHoppingWrapper"]
 

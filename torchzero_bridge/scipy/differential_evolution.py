@@ -39,9 +39,9 @@ from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import BridgeWarning, IgnoredOptionWarning, MissingGradientError
+from torchzero_bridge.scipy._callables import clip_start, minimize_callables
 from torchzero_bridge.scipy._global import GlobalWrapper, require_bounds
 from torchzero_bridge.scipy.methods import method_info
-from torchzero_bridge.scipy.minimize import clip_start, minimize_callables
 
 __all__ = ["DifferentialEvolutionWrapper"]
 

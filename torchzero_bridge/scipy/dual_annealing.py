@@ -120,7 +120,7 @@ class DualAnnealingWrapper(GlobalWrapper):
                     stacklevel=2,
                 )
         else:
-            self._warn_unbounded_local(self.flat_bounds, "dual_annealing discards local results outside them", 2)
+            self._warn_unbounded_local(True, "dual_annealing discards local results outside them", 2)
 
     def _extra_keys(self) -> frozenset[str]:
         return frozenset({"local_search_options"})

@@ -13,21 +13,8 @@ solver runs (:meth:`Objective.expect_gradients`); global solvers switch this on 
 local searches only, so value-only evaluations (annealing visits, sampling points,
 population members) run no backward pass.
 
-Hessian-vector products:
-
-* ``"autograd"`` (default): one forward and one backward with ``create_graph`` per point,
-  then one extra backward per product. Needs a closure that accepts ``backward`` or a
-  gngdb-style closure object; a plain closure falls back to ``"central"`` with a warning.
-  A closure that accepts ``backward`` keeps the graph of each gradient evaluation (one
-  closure run per point serves value, gradient and products). A closure object is called
-  for values and gradients like any closure; the graph for products is built from its
-  ``.loss(model)`` only at points where a product is asked for (not counted in ``nfev``).
-* ``"forward"``: ``(g(x + h v) - g(x)) / h`` (one gradient evaluation per product).
-* ``"central"``: ``(g(x + h v) - g(x - h v)) / 2h`` (two per product).
-
-For ``"forward"``/``"central"`` the gradients ``g`` come from autograd closure runs, or from
-:attr:`Objective.gradient_source` when one is set (a gradient estimator's ``jac``, which makes
-the products, and a Newton-CG solve, entirely free of backward passes).
+Hessian-vector products (``hvp_method``: ``"autograd"``, ``"forward"``, ``"central"``) are
+described in :mod:`torchzero_bridge.core.hessian`.
 
 Example:
     >>> import numpy as np, torch
@@ -55,11 +42,12 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from torchzero_bridge.core.batch import BatchObjective
-from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
+from torchzero_bridge.core.closure import ClosureAdapter
 from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.hessian import HessianProducts
+from torchzero_bridge.core.point import Point
 from torchzero_bridge.errors import MissingGradientError, NonFiniteLossWarning
 
 __all__ = ["HVP_METHODS", "NONFINITE_POLICIES", "Objective", "StopSolve"]
@@ -83,7 +71,7 @@ class StopSolve(Exception):
         self.reason = reason
 
 
-class Objective:
+class Objective(HessianProducts):
     """Memoized, counted view of a closure for solvers working on float64 vectors.
 
     Args:
@@ -151,8 +139,8 @@ class Objective:
 
         n = flat.n
         self._pool = [np.empty(n) for _ in range(_MEMO_SIZE + 2)]
-        self._memo: list[_Point] = []  # most recently used first
-        self._best: _Point | None = None
+        self._memo: list[Point] = []  # most recently used first
+        self._best: Point | None = None
         self._diff_idx = [i for i, p in enumerate(flat.params) if p.requires_grad]
         self._diff_params = [flat.params[i] for i in self._diff_idx]
 
@@ -235,7 +223,7 @@ class Objective:
             # all finite: the row loop below would end at the first smallest row, if it beats the best
             i = int(np.argmin(f))
             if f[i] < self.best_f:
-                self._set_best(_Point(self._copy_to_free(X[i]), float(f[i]), None, None))
+                self._set_best(Point(self._copy_to_free(X[i]), float(f[i]), None, None))
             if self.on_evals is not None:
                 self.on_evals(f)
             return f
@@ -244,7 +232,7 @@ class Objective:
             if not math.isfinite(fi):
                 f[i], _ = self._nonfinite(fi, None, X[i])
             elif fi < self.best_f:
-                self._set_best(_Point(self._copy_to_free(X[i]), fi, None, None))
+                self._set_best(Point(self._copy_to_free(X[i]), fi, None, None))
             if self.on_eval is not None:
                 self.on_eval(float(f[i]))
         return f
@@ -264,33 +252,6 @@ class Objective:
     def expects_gradients(self) -> bool:
         """Whether :meth:`fun` computes the gradient along with the value."""
         return self._want_grad
-
-    def hessp(self, x: np.ndarray, p: np.ndarray, *args: Any) -> np.ndarray:
-        """Hessian at ``x`` times vector ``p``."""
-        p = np.asarray(p, dtype=np.float64).reshape(-1)
-        self.nhev += 1
-        if self.hvp_method == "autograd":
-            return self._graph_hvp(self._graph_point(x), p)
-        return self._fd_hvp(np.asarray(x, dtype=np.float64), p)
-
-    def hess(self, x: np.ndarray, *args: Any) -> np.ndarray:
-        """Dense Hessian at ``x`` (``n`` Hessian-vector products; for methods that need it)."""
-        n = self.flat.n
-        if self.hvp_method == "autograd":
-            e = self._graph_point(x)
-            self.nhev += 1
-            H = self._graph_hess(e)
-        else:
-            H = np.empty((n, n))
-            xx = np.asarray(x, dtype=np.float64)
-            unit = np.zeros(n)
-            self.nhev += 1
-            for i in range(n):
-                unit[i] = 1.0
-                H[:, i] = self._fd_hvp(xx, unit)
-                unit[i] = 0.0
-            H = 0.5 * (H + H.T)
-        return H
 
     # ------------------------------------------------------------------ state
     @property
@@ -321,7 +282,7 @@ class Objective:
         self.flat.silent = False
 
     # ------------------------------------------------------------------ internals
-    def _find(self, x: np.ndarray) -> _Point | None:
+    def _find(self, x: np.ndarray) -> Point | None:
         first = x.item(0)  # cheap rejection before the full comparison
         memo = self._memo
         for i, e in enumerate(memo):
@@ -334,7 +295,7 @@ class Objective:
             return b
         return None
 
-    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False, optional: bool = False) -> _Point:
+    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False, optional: bool = False) -> Point:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
             x = x.reshape(-1)
@@ -351,6 +312,7 @@ class Objective:
         self.flat.write_keeping(x, buf)
         gr = None
         gradless = False
+        g: np.ndarray | None
         if graph:
             f, g, gr = self._run_graph()
         elif need_grad:
@@ -361,7 +323,7 @@ class Objective:
             f = self.adapter.value()
             g = None
         self.nfev += 1
-        e = _Point(buf, f, g, gr)
+        e = Point(buf, f, g, gr)
         e.gradless = gradless
         e.version = self.flat.version
         if not math.isfinite(f):
@@ -373,14 +335,14 @@ class Objective:
             self.on_eval(e.f)
         return e
 
-    def _remember(self, e: _Point) -> None:
+    def _remember(self, e: Point) -> None:
         self._memo.insert(0, e)
         if len(self._memo) > _MEMO_SIZE:
             old = self._memo.pop()
             if old is not self._best:
                 old.graph = None  # graphs are kept for memoized points and the best one only
 
-    def _set_best(self, e: _Point) -> None:
+    def _set_best(self, e: Point) -> None:
         old = self._best
         if old is not None and not any(old is m for m in self._memo):
             old.graph = None
@@ -419,124 +381,6 @@ class Objective:
             )
         return np.zeros(self.flat.n)
 
-    def _graph_point(self, x: Any) -> _Point:
-        """The point at ``x`` with an autograd graph for products.
-
-        A closure that accepts ``backward`` gives value, gradient and graph in one run. A
-        closure object is called for the value and gradient (if not known yet), and the graph
-        is then built from its ``.loss(model)``: that call is not a closure run.
-        """
-        if not self.adapter.is_object:
-            return self._evaluate(x, True, graph=True)
-        e = self._evaluate(x, True)
-        if e.graph is None:
-            self._load(e)
-            _, _, e.graph = self._run_graph()
-        return e
-
-    def _run_graph(self) -> tuple[float, np.ndarray, tuple[list[torch.Tensor], list[int]]]:
-        loss = self.adapter.graph()
-        f = loss_to_float(loss)
-        with torch.enable_grad():
-            gs = torch.autograd.grad(loss, self._diff_params, create_graph=True, allow_unused=True)
-        full: list[torch.Tensor | None] = [None] * len(self.flat.params)
-        outs: list[torch.Tensor] = []
-        idx: list[int] = []
-        for k, g in zip(self._diff_idx, gs):
-            if g is None:
-                continue
-            full[k] = g.detach()
-            if g.requires_grad:
-                outs.append(torch.view_as_real(g) if g.is_complex() else g)
-                idx.append(k)
-        return f, self.flat.flatten(full), (outs, idx)
-
-    def _load(self, e: _Point) -> None:
-        """Put point ``e`` back into the parameters, which its graph's saved tensors alias."""
-        if e.version != self.flat.version:
-            self.flat.write(e.x)
-            e.version = self.flat.version
-
-    def _graph_hvp(self, e: _Point, v: np.ndarray) -> np.ndarray:
-        self._load(e)
-        outs, idx = e.graph  # type: ignore[misc]
-        if not outs:
-            return np.zeros(self.flat.n)
-        pieces = self.flat.unflatten(v)
-        with torch.enable_grad():
-            res = torch.autograd.grad(
-                outs, self._diff_params, grad_outputs=[pieces[k] for k in idx], retain_graph=True, allow_unused=True
-            )
-        return self._scatter(res)
-
-    def _graph_hess(self, e: _Point) -> np.ndarray:
-        self._load(e)
-        outs, idx = e.graph  # type: ignore[misc]
-        n = self.flat.n
-        if not outs:
-            return np.zeros((n, n))
-        eye = torch.eye(n, dtype=torch.float64)
-        batched = []
-        for k in idx:
-            a, b = self.flat.offsets[k], self.flat.offsets[k + 1]
-            o = outs[idx.index(k)]
-            batched.append(eye[:, a:b].reshape((n, *o.shape)).to(device=o.device, dtype=o.dtype))
-        try:
-            with torch.enable_grad():
-                res = torch.autograd.grad(
-                    outs,
-                    self._diff_params,
-                    grad_outputs=batched,
-                    retain_graph=True,
-                    allow_unused=True,
-                    is_grads_batched=True,
-                )
-            H = np.empty((n, n))
-            for row in range(n):
-                H[row] = self._scatter([None if r is None else r[row] for r in res])
-        except RuntimeError:  # an op without a batching rule: one product per column
-            H = np.stack([self._graph_hvp(e, eye[i].numpy()) for i in range(n)])
-        return 0.5 * (H + H.T)
-
-    def _scatter(self, res: Any) -> np.ndarray:
-        full: list[torch.Tensor | None] = [None] * len(self.flat.params)
-        for k, r in zip(self._diff_idx, res):
-            full[k] = r
-        return self.flat.flatten(full)  # a new array each call
-
-    def _fd_hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        vnorm = float(np.linalg.norm(v))
-        if vnorm == 0.0:
-            return np.zeros_like(v)
-        xnorm = float(np.linalg.norm(x))
-        source = self.gradient_source
-        probe = self._grad_probe if source is None else source
-        if source is not None:
-            self.ngev += 1 if self.hvp_method == "forward" else 2  # the estimator's gradients at the probes
-        if self.hvp_method == "forward":
-            h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
-            g0 = self._evaluate(x, True).g if source is None else source(x)  # the solver's own, not counted
-            g1 = probe(x + h * v)
-            return (g1 - g0) / h  # type: ignore[operator]
-        h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
-        g1 = probe(x + h * v)
-        g2 = probe(x - h * v)
-        return (g1 - g2) / (2.0 * h)
-
-    def _grad_probe(self, y: np.ndarray) -> np.ndarray:
-        """Gradient at a finite-difference probe point, outside the memo."""
-        self.check_deadline()
-        self.flat.write(y)
-        f = self.adapter.value_and_backward()
-        self.nfev += 1
-        self.ngev += 1
-        g: np.ndarray | None = self._collect_grad()
-        if not math.isfinite(f):
-            f, g = self._nonfinite(f, g, y)  # "raise" raises; "inf" gives a zero gradient
-        elif f < self.best_f:
-            self._set_best(_Point(self._copy_to_free(y), f, g, None))
-        return g  # type: ignore[return-value]
-
     def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
         self.n_nonfinite += 1
         if self.n_nonfinite == 1:
@@ -554,20 +398,3 @@ class Objective:
 
 
 _MEMO_SIZE = 2  # points remembered besides the best one (a trust-region iterate and its trial)
-
-
-class _Point:
-    """One evaluated point: ``x`` (a pooled buffer), loss, gradient, kept autograd graph."""
-
-    __slots__ = ("f", "first", "g", "gradless", "graph", "version", "x")
-
-    def __init__(
-        self, x: np.ndarray, f: float, g: np.ndarray | None, graph: tuple[list[torch.Tensor], list[int]] | None
-    ) -> None:
-        self.x = x
-        self.first = x.item(0)
-        self.f = f
-        self.g = g
-        self.graph = graph
-        self.version = -1  # FlatParams.version when the parameters last held x
-        self.gradless = False  # the closure ran with backward here and left no gradient

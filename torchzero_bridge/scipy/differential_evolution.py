@@ -194,12 +194,11 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
             kwargs["init"] = self.population
         if self._wants_callback():
             kwargs["callback"] = ctx.callback
+        error: BaseException | None = None
         try:
             result = differential_evolution(func, Bounds(lo, hi), **kwargs)
         except _ClosureFailed as failed:
             error = failed.error
-        else:
-            error = None
         if error is not None:
             raise error  # outside the except block: the user's error, not chained to the carrier
         if self.warm_start and "population" in result:

@@ -2,10 +2,16 @@
 
 Drop-in for gngdb's ``SHGOWrapper(params, minimizer_args, shgo_kwargs)``; the options may also
 be given as keywords. The local minimizations use exact autograd gradients from the memoized
-objective, computed only during the local searches: the sampling points are value-only.
-Measured (``benchmarks``-style run in the issue-12 report): computing the gradient at every
-sampling point would add one backward pass per point and save at most one closure run per
-local search, since a local search's start point is evaluated again by scipy.
+objective.
+
+Where gradients are computed (chosen by measurement): the sampling points are value-only, and
+inside a local search every value comes with its gradient. On a 4-parameter damped-oscillator
+fit (300 samples, ``n=256``, Sobol sampling, SLSQP) this takes 536 closure runs with 293
+backward passes (SLSQP asked for 214 gradients) in 0.99 s. A gradient at every sampling point
+as well cost 536 backward passes in 1.20 s: scipy evaluates a local search's start point
+again, so those gradients are never used. Gradients strictly on request cost 750 closure runs
+(214 backward) in 1.20 s: SLSQP asks for the gradient right after the value at most points,
+and each request then needs a second run.
 
 Example:
     >>> import torch

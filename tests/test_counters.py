@@ -208,3 +208,11 @@ def test_local_method_without_bounds_warns() -> None:
         tzb.DualAnnealingWrapper([{"params": [model.w], "bounds": (-1.0, 1.0)}], {"method": "BFGS"})
     with pytest.warns(tzb.IgnoredOptionWarning, match="trust-ncg cannot handle bounds"):
         tzb.SHGOWrapper([{"params": [model.w], "bounds": (-1.0, 1.0)}], {"method": "trust-ncg"})
+
+
+def test_malformed_local_bounds_fail_at_construction() -> None:
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match=r"minimizer_args\['bounds'\]: bounds: expected 2"):
+        tzb.DualAnnealingWrapper([{"params": [w], "bounds": (-1, 1)}], {"method": "SLSQP", "bounds": [(0, 1)]})
+    with pytest.raises(ValueError, match=r"minimizer_args\['bounds'\]: lower bound 1.0 is above"):
+        tzb.BasinHoppingWrapper([w], {"method": "L-BFGS-B", "bounds": [(1, 0), (0, 1)]})

@@ -39,7 +39,7 @@ from torchzero_bridge.scipy._callables import (
     builtin_hessian,
     warn_unused_hvp_method,
 )
-from torchzero_bridge.scipy._local import local_minimizer, require_bounds
+from torchzero_bridge.scipy._local import local_box, local_minimizer, require_bounds
 from torchzero_bridge.scipy.methods import MethodInfo
 
 __all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
@@ -226,6 +226,7 @@ class GlobalWrapper(BridgeOptimizer):
         self._local_defaults(args, flat)
         info = _resolve_method(args)
         _validate_jac(args.get("jac", "auto"), info)
+        local_box(args, flat, None)  # malformed local bounds fail here, not at the first step
         return args, info
 
     def _local_defaults(self, args: dict[str, Any], flat: FlatParams) -> None:

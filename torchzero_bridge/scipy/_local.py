@@ -122,7 +122,10 @@ def local_box(
     given = args.get("bounds")
     if given is None:
         return box
-    lo, hi = _flat_bounds(given, flat.n)
+    try:
+        lo, hi = _flat_bounds(given, flat.n)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"minimizer_args['bounds']: {error}") from None
     bad = np.flatnonzero(~(lo <= hi))
     if bad.size:
         k = int(bad[0])

@@ -94,4 +94,4 @@ def test_float32_finite_differences_use_a_step_that_survives_rounding(jac) -> No
 
     best = float(ref.step(closure64))
     assert loss == pytest.approx(best, rel=1e-3)
-    assert opt.result.njev == 0  # no autograd gradient was taken
+    assert opt.result.njev > 0  # scipy's own count of its finite-difference gradients (the closure has no backward)

@@ -174,8 +174,15 @@ def test_polish_gradient_modes() -> None:
     model = Levy.at(X0)
     opt = tzb.DifferentialEvolutionWrapper(model.parameters(), bounds=BOX3, rng=3, maxiter=30)
     opt.step(plain_closure(model))
-    ref = so.differential_evolution(spec.fun, BOX3, rng=3, maxiter=30, x0=X0)
-    assert opt.result.njev == 0
+    polished: list[so.OptimizeResult] = []
+
+    def polish(func, x0, **kw):  # scipy's default polish, recording its result
+        polished.append(so.minimize(func, x0, method="L-BFGS-B", **kw))
+        return polished[-1]
+
+    ref = so.differential_evolution(spec.fun, BOX3, rng=3, maxiter=30, x0=X0, polish=polish)
+    # njev counts the finite-difference gradients the polish computed, as scipy's own polish reports
+    assert opt.result.njev == polished[0].njev > 0
     np.testing.assert_allclose(opt.result.x, ref.x, atol=1e-6)  # finite differences of ulp-different values
     # jac=True with a closure that never calls backward: a clear error, parameters restored
     model = Levy.at(X0)
@@ -258,3 +265,73 @@ def test_warm_start_continues_from_the_last_population() -> None:
     opt3.step(plain_closure(model3))
     assert opt3.warm_start
     np.testing.assert_allclose(opt3.result.x, second.x, atol=1e-12)
+
+
+# ---------------------------------------------------------------------- value-only closures, closure errors
+def value_only_closure(model: torch.nn.Module, log: list[bool]) -> Any:
+    """The README's derivative-free recipe: accepts ``backward`` but never calls it."""
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        log.append(backward)
+        return model()
+
+    return closure
+
+
+def test_value_only_closure_polishes_with_finite_differences_and_warns() -> None:
+    spec = GLOBAL_FUNCTIONS["levy"]
+    model = Levy.at(X0)
+    log: list[bool] = []
+    opt = tzb.DifferentialEvolutionWrapper(model.parameters(), bounds=BOX3, rng=3, maxiter=30)
+    with pytest.warns(tzb.BridgeWarning, match="left no gradient") as caught:
+        opt.step(value_only_closure(model, log))
+    assert len(caught) == 1
+    # detected at the first evaluation: the only run asked for a backward pass
+    assert log[0] is True and not any(log[1:]) and len(log) == opt.result.nfev
+    ref = so.differential_evolution(spec.fun, BOX3, rng=3, maxiter=30, x0=X0)  # scipy's finite-difference polish
+    np.testing.assert_allclose(opt.result.x, ref.x, atol=1e-6)
+    assert opt.result.fun == pytest.approx(ref.fun, rel=1e-9, abs=1e-12)
+
+
+def test_value_only_closure_with_jac_true_fails_at_the_first_evaluation() -> None:
+    model = Levy.at(X0)
+    log: list[bool] = []
+    opt = tzb.DifferentialEvolutionWrapper(model.parameters(), bounds=BOX3, rng=3, maxiter=30, jac=True)
+    with pytest.raises(tzb.MissingGradientError, match="pass jac=False"):
+        opt.step(value_only_closure(model, log))
+    assert log == [True]
+    # the parameters hold the one point evaluated (scipy's rescaled x0, within an ulp of X0)
+    np.testing.assert_array_equal(model.vector().detach().numpy(), opt.result.x)
+    np.testing.assert_allclose(opt.result.x, X0, rtol=1e-15)
+
+
+class UserError(ValueError):
+    """An error type of the user's own."""
+
+
+@pytest.mark.parametrize("updating", ["immediate", "deferred"])
+@pytest.mark.parametrize("at_call", [1, 20])
+def test_closure_errors_keep_their_type(updating: str, at_call: int) -> None:
+    model = Levy.at(X0)
+    calls = {"n": 0}
+
+    def bad_shape(backward: bool = True) -> torch.Tensor:
+        calls["n"] += 1
+        loss = model()
+        return loss.expand(2) if calls["n"] == at_call else loss
+
+    opt = tzb.DifferentialEvolutionWrapper(model.parameters(), bounds=BOX3, rng=0, updating=updating, jac=False)
+    with pytest.raises(tzb.ClosureError, match="scalar loss"):
+        opt.step(bad_shape)
+
+    def raises(backward: bool = True) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] >= at_call:
+            raise UserError("my model broke")
+        return model()
+
+    calls["n"] = 0
+    opt = tzb.DifferentialEvolutionWrapper(model.parameters(), bounds=BOX3, rng=0, updating=updating, jac=False)
+    with pytest.raises(UserError, match="my model broke") as info:
+        opt.step(raises)
+    assert info.value.__context__ is None and info.value.__cause__ is None

@@ -342,7 +342,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
         obj.release()  # the answer's write bumps the tensors' version counters
         x = np.asarray(result.get("x", ctx.x0), dtype=np.float64).reshape(-1)
         fun = _as_float(result.get("fun", math.nan))
-        if self._answer_is_best() and obj.best_x is not None and (not math.isfinite(fun) or obj.best_f <= fun):
+        if self._answer_is_best() and obj.best_x is not None and (not math.isfinite(fun) or obj.best_f < fun):
             x, fun = obj.best_x.copy(), obj.best_f
         if x.shape != (flat.n,) or not np.all(np.isfinite(x)) or not math.isfinite(fun):
             if obj.best_x is not None:

@@ -7,7 +7,11 @@ Three kinds of closure are understood:
   evaluations skip the backward pass and run under ``torch.no_grad()``, and exact
   Hessian-vector products are built by double backward;
 * a **gngdb-style closure object** with a ``.model`` attribute and a static
-  ``.loss(model)`` method: also gets exact Hessians.
+  ``.loss(model)`` method. As in gngdb's pytorch-minimize, every value and gradient comes
+  from calling the object (``closure()``, or ``closure(backward=...)`` when its ``__call__``
+  accepts ``backward``), so whatever ``__call__`` records happens at every evaluation;
+  ``.loss(model)`` is used only to build the autograd graph of exact Hessians and
+  Hessian-vector products.
 
 Example:
     >>> import torch
@@ -86,9 +90,11 @@ class ClosureAdapter:
         closure: the user's closure (plain, ``backward``-aware, or a gngdb-style object).
 
     Attributes:
-        accepts_backward: the closure can skip its backward pass.
+        is_object: a gngdb-style closure object (``.model`` and ``.loss(model)``).
+        accepts_backward: the closure (for an object, its ``__call__``) can skip its backward pass.
         has_graph: the loss can be obtained with its autograd graph and no backward pass
-            (needed for exact Hessian-vector products).
+            (needed for exact Hessian-vector products): from ``.loss(model)`` for an object,
+            else from ``closure(backward=False)``.
     """
 
     def __init__(self, closure: Callable[..., Any]) -> None:
@@ -100,10 +106,7 @@ class ClosureAdapter:
         self.has_graph = self.accepts_backward or self.is_object
 
     def value(self) -> float:
-        """Loss only. Runs without backward under ``no_grad`` when the closure allows it."""
-        if self.is_object:
-            with torch.no_grad():
-                return loss_to_float(self.closure.loss(self.closure.model))  # type: ignore[attr-defined]
+        """Loss only: ``closure(backward=False)`` under ``no_grad`` when accepted, else ``closure()``."""
         if self.accepts_backward:
             if not torch.is_grad_enabled():  # a solver loop already runs under no_grad
                 return loss_to_float(self.closure(backward=False))
@@ -120,7 +123,11 @@ class ClosureAdapter:
             return loss_to_float(self.closure())
 
     def graph(self) -> torch.Tensor:
-        """The loss tensor with its autograd graph, no backward pass run."""
+        """The loss tensor with its autograd graph, no backward pass run.
+
+        For a closure object this is ``.loss(model)`` (the object itself is not called);
+        otherwise ``closure(backward=False)``.
+        """
         with torch.enable_grad():
             if self.is_object:
                 loss = self.closure.loss(self.closure.model)  # type: ignore[attr-defined]

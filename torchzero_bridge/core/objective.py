@@ -1,21 +1,20 @@
 """Objective: a user's closure seen by a solver as ``fun``/``grad``/``hessp``/``hess`` on float64 vectors.
 
 Every evaluation is memoized on a copy of ``x``: asking for the value and then the gradient
-at the same point runs the closure once. Counters record closure runs (``nfev``), gradient
-evaluations (``ngev``) and Hessian(-vector) products (``nhev``). The best finite point seen
-is kept so an interrupted solve can restore it.
+at the same point runs the closure once. Counters mean what scipy's mean: ``nfev`` counts
+closure runs, ``ngev`` the gradients a solver asked for (each call of :meth:`grad` or
+:meth:`fun_and_grad`, as scipy counts ``njev``; finite-difference Hessian products count the
+gradients they take at their probes), ``nhev`` the Hessian(-vector) products. A gradient
+computed along with a value that no solver asked for is not counted. The best finite point
+seen is kept so an interrupted solve can restore it.
 
-Hessian-vector products:
+:meth:`Objective.fun` computes the gradient along with the value only while a gradient
+solver runs (:meth:`Objective.expect_gradients`); global solvers switch this on for their
+local searches only, so value-only evaluations (annealing visits, sampling points,
+population members) run no backward pass.
 
-* ``"autograd"`` (default): one forward and one backward with ``create_graph`` per point,
-  then one extra backward per product. Needs a closure that accepts ``backward`` or a
-  gngdb-style closure object; a plain closure falls back to ``"central"`` with a warning.
-* ``"forward"``: ``(g(x + h v) - g(x)) / h`` (one gradient evaluation per product).
-* ``"central"``: ``(g(x + h v) - g(x - h v)) / 2h`` (two per product).
-
-For ``"forward"``/``"central"`` the gradients ``g`` come from autograd closure runs, or from
-:attr:`Objective.gradient_source` when one is set (a gradient estimator's ``jac``, which makes
-the products, and a Newton-CG solve, entirely free of backward passes).
+Hessian-vector products (``hvp_method``: ``"autograd"``, ``"forward"``, ``"central"``) are
+described in :mod:`torchzero_bridge.core.hessian`.
 
 Example:
     >>> import numpy as np, torch
@@ -43,11 +42,12 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from torchzero_bridge.core.batch import BatchObjective
-from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
+from torchzero_bridge.core.closure import ClosureAdapter
 from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.hessian import HessianProducts
+from torchzero_bridge.core.point import Point
 from torchzero_bridge.errors import MissingGradientError, NonFiniteLossWarning
 
 __all__ = ["HVP_METHODS", "NONFINITE_POLICIES", "Objective", "StopSolve"]
@@ -71,7 +71,7 @@ class StopSolve(Exception):
         self.reason = reason
 
 
-class Objective:
+class Objective(HessianProducts):
     """Memoized, counted view of a closure for solvers working on float64 vectors.
 
     Args:
@@ -123,7 +123,8 @@ class Objective:
             )
             hvp_method = "central"
         self.hvp_method: HvpMethod = hvp_method
-        self.graph_grads = uses_hessian and hvp_method == "autograd"
+        self.graph_grads = uses_hessian and hvp_method == "autograd" and not self.adapter.is_object
+        self._want_grad = uses_hessian
         flat.silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
         self.nonfinite = nonfinite
         self.deadline = deadline
@@ -138,8 +139,8 @@ class Objective:
 
         n = flat.n
         self._pool = [np.empty(n) for _ in range(_MEMO_SIZE + 2)]
-        self._memo: list[_Point] = []  # most recently used first
-        self._best: _Point | None = None
+        self._memo: list[Point] = []  # most recently used first
+        self._best: Point | None = None
         self._diff_idx = [i for i, p in enumerate(flat.params) if p.requires_grad]
         self._diff_params = [flat.params[i] for i in self._diff_idx]
 
@@ -161,17 +162,43 @@ class Objective:
 
     # ------------------------------------------------------------------ scipy-facing API
     def fun(self, x: np.ndarray, *args: Any) -> float:
-        """Loss at ``x`` (computes the gradient too when a gradient solver is running)."""
-        return self._evaluate(x, self.graph_grads or self._want_grad).f
+        """Loss at ``x`` (computes the gradient too while a gradient solver runs, see :meth:`expect_gradients`)."""
+        return self._evaluate(x, self._want_grad).f
 
     def grad(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Gradient at ``x`` as a new float64 vector."""
+        self.ngev += 1
         return self._evaluate(x, True).g  # type: ignore[return-value]
 
     def fun_and_grad(self, x: np.ndarray, *args: Any) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``x`` from one closure run."""
+        self.ngev += 1
         e = self._evaluate(x, True)
         return e.f, e.g  # type: ignore[return-value]
+
+    def fun_and_grad_if_any(self, x: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """``(loss, gradient)`` at ``x`` from one closure run with backward; ``None`` when the closure left no gradient.
+
+        For solvers that can fall back to derivative-free work when the closure never calls
+        ``backward`` (it is asked with ``backward=True`` once, and the answer is remembered).
+        """
+        e = self._evaluate(x, True, optional=True)
+        if e.g is not None:
+            self.ngev += 1
+        return e.f, e.g
+
+    def count_gradients(self, n: int) -> None:
+        """Add ``n`` gradients a solver computed itself (finite differences, a user's ``jac``) to ``ngev``."""
+        self.ngev += int(n)
+
+    def counted(self, jac: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        """``jac`` with every call counted in ``ngev`` (a gradient estimator handed to a solver)."""
+
+        def counted_jac(x: np.ndarray, *args: Any) -> np.ndarray:
+            self.ngev += 1
+            return jac(x, *args)
+
+        return counted_jac
 
     def value(self, x: np.ndarray, *args: Any) -> float:
         """Loss at ``x`` without any gradient (for derivative-free solvers)."""
@@ -196,7 +223,7 @@ class Objective:
             # all finite: the row loop below would end at the first smallest row, if it beats the best
             i = int(np.argmin(f))
             if f[i] < self.best_f:
-                self._set_best(_Point(self._copy_to_free(X[i]), float(f[i]), None, None))
+                self._set_best(Point(self._copy_to_free(X[i]), float(f[i]), None, None))
             if self.on_evals is not None:
                 self.on_evals(f)
             return f
@@ -205,7 +232,7 @@ class Objective:
             if not math.isfinite(fi):
                 f[i], _ = self._nonfinite(fi, None, X[i])
             elif fi < self.best_f:
-                self._set_best(_Point(self._copy_to_free(X[i]), fi, None, None))
+                self._set_best(Point(self._copy_to_free(X[i]), fi, None, None))
             if self.on_eval is not None:
                 self.on_eval(float(f[i]))
         return f
@@ -218,35 +245,13 @@ class Objective:
     :meth:`value` so its closure runs are counted."""
 
     def expect_gradients(self, flag: bool = True) -> None:
-        """Make :meth:`fun` compute the gradient along with the value (gradient solvers)."""
+        """Make :meth:`fun` compute the gradient along with the value (gradient solvers), or stop it."""
         self._want_grad = flag
 
-    def hessp(self, x: np.ndarray, p: np.ndarray, *args: Any) -> np.ndarray:
-        """Hessian at ``x`` times vector ``p``."""
-        p = np.asarray(p, dtype=np.float64).reshape(-1)
-        self.nhev += 1
-        if self.hvp_method == "autograd":
-            return self._graph_hvp(self._evaluate(x, True, graph=True), p)
-        return self._fd_hvp(np.asarray(x, dtype=np.float64), p)
-
-    def hess(self, x: np.ndarray, *args: Any) -> np.ndarray:
-        """Dense Hessian at ``x`` (``n`` Hessian-vector products; for methods that need it)."""
-        n = self.flat.n
-        if self.hvp_method == "autograd":
-            e = self._evaluate(x, True, graph=True)
-            self.nhev += 1
-            H = self._graph_hess(e)
-        else:
-            H = np.empty((n, n))
-            xx = np.asarray(x, dtype=np.float64)
-            unit = np.zeros(n)
-            self.nhev += 1
-            for i in range(n):
-                unit[i] = 1.0
-                H[:, i] = self._fd_hvp(xx, unit)
-                unit[i] = 0.0
-            H = 0.5 * (H + H.T)
-        return H
+    @property
+    def expects_gradients(self) -> bool:
+        """Whether :meth:`fun` computes the gradient along with the value."""
+        return self._want_grad
 
     # ------------------------------------------------------------------ state
     @property
@@ -277,7 +282,7 @@ class Objective:
         self.flat.silent = False
 
     # ------------------------------------------------------------------ internals
-    def _find(self, x: np.ndarray) -> _Point | None:
+    def _find(self, x: np.ndarray) -> Point | None:
         first = x.item(0)  # cheap rejection before the full comparison
         memo = self._memo
         for i, e in enumerate(memo):
@@ -290,30 +295,36 @@ class Objective:
             return b
         return None
 
-    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False) -> _Point:
+    def _evaluate(self, x: Any, need_grad: bool, graph: bool = False, optional: bool = False) -> Point:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
             x = x.reshape(-1)
         graph = graph or (need_grad and self.graph_grads)
         e = self._find(x)
-        if e is not None and (not need_grad or e.g is not None) and (not graph or e.graph is not None):
+        if (
+            e is not None
+            and (not need_grad or e.g is not None or (optional and e.gradless))
+            and (not graph or e.graph is not None)
+        ):
             return e
         self.check_deadline()
         buf = self._free_buffer()
         self.flat.write_keeping(x, buf)
         gr = None
+        gradless = False
+        g: np.ndarray | None
         if graph:
             f, g, gr = self._run_graph()
         elif need_grad:
             f = self.adapter.value_and_backward()
-            g = self._collect_grad()
+            g = self._collect_grad(required=not optional)
+            gradless = g is None
         else:
             f = self.adapter.value()
             g = None
         self.nfev += 1
-        if g is not None:
-            self.ngev += 1
-        e = _Point(buf, f, g, gr)
+        e = Point(buf, f, g, gr)
+        e.gradless = gradless
         e.version = self.flat.version
         if not math.isfinite(f):
             e.f, e.g = self._nonfinite(f, g, buf)
@@ -324,14 +335,14 @@ class Objective:
             self.on_eval(e.f)
         return e
 
-    def _remember(self, e: _Point) -> None:
+    def _remember(self, e: Point) -> None:
         self._memo.insert(0, e)
         if len(self._memo) > _MEMO_SIZE:
             old = self._memo.pop()
             if old is not self._best:
                 old.graph = None  # graphs are kept for memoized points and the best one only
 
-    def _set_best(self, e: _Point) -> None:
+    def _set_best(self, e: Point) -> None:
         old = self._best
         if old is not None and not any(old is m for m in self._memo):
             old.graph = None
@@ -353,13 +364,15 @@ class Objective:
         np.copyto(b, x)
         return b
 
-    def _collect_grad(self) -> np.ndarray:
+    def _collect_grad(self, required: bool = True) -> np.ndarray | None:
         # gradients still referenced by remembered points must never be written to again
         memo, b = self._memo, self._best
         held = [e.g for e in memo] + ([] if b is None else [b.g])
         g = self.flat.take_grad(held)
         if g is not None:
             return g
+        if self._diff_params and not required:
+            return None
         if self._diff_params:
             raise MissingGradientError(
                 "the closure returned a loss but no parameter has a .grad: a gradient-based method "
@@ -367,107 +380,6 @@ class Objective:
                 "when backward=True); for derivative-free methods pass jac=False"
             )
         return np.zeros(self.flat.n)
-
-    def _run_graph(self) -> tuple[float, np.ndarray, tuple[list[torch.Tensor], list[int]]]:
-        loss = self.adapter.graph()
-        f = loss_to_float(loss)
-        with torch.enable_grad():
-            gs = torch.autograd.grad(loss, self._diff_params, create_graph=True, allow_unused=True)
-        full: list[torch.Tensor | None] = [None] * len(self.flat.params)
-        outs: list[torch.Tensor] = []
-        idx: list[int] = []
-        for k, g in zip(self._diff_idx, gs):
-            if g is None:
-                continue
-            full[k] = g.detach()
-            if g.requires_grad:
-                outs.append(torch.view_as_real(g) if g.is_complex() else g)
-                idx.append(k)
-        return f, self.flat.flatten(full), (outs, idx)
-
-    def _load(self, e: _Point) -> None:
-        """Put point ``e`` back into the parameters, which its graph's saved tensors alias."""
-        if e.version != self.flat.version:
-            self.flat.write(e.x)
-            e.version = self.flat.version
-
-    def _graph_hvp(self, e: _Point, v: np.ndarray) -> np.ndarray:
-        self._load(e)
-        outs, idx = e.graph  # type: ignore[misc]
-        if not outs:
-            return np.zeros(self.flat.n)
-        pieces = self.flat.unflatten(v)
-        with torch.enable_grad():
-            res = torch.autograd.grad(
-                outs, self._diff_params, grad_outputs=[pieces[k] for k in idx], retain_graph=True, allow_unused=True
-            )
-        return self._scatter(res)
-
-    def _graph_hess(self, e: _Point) -> np.ndarray:
-        self._load(e)
-        outs, idx = e.graph  # type: ignore[misc]
-        n = self.flat.n
-        if not outs:
-            return np.zeros((n, n))
-        eye = torch.eye(n, dtype=torch.float64)
-        batched = []
-        for k in idx:
-            a, b = self.flat.offsets[k], self.flat.offsets[k + 1]
-            o = outs[idx.index(k)]
-            batched.append(eye[:, a:b].reshape((n, *o.shape)).to(device=o.device, dtype=o.dtype))
-        try:
-            with torch.enable_grad():
-                res = torch.autograd.grad(
-                    outs,
-                    self._diff_params,
-                    grad_outputs=batched,
-                    retain_graph=True,
-                    allow_unused=True,
-                    is_grads_batched=True,
-                )
-            H = np.empty((n, n))
-            for row in range(n):
-                H[row] = self._scatter([None if r is None else r[row] for r in res])
-        except RuntimeError:  # an op without a batching rule: one product per column
-            H = np.stack([self._graph_hvp(e, eye[i].numpy()) for i in range(n)])
-        return 0.5 * (H + H.T)
-
-    def _scatter(self, res: Any) -> np.ndarray:
-        full: list[torch.Tensor | None] = [None] * len(self.flat.params)
-        for k, r in zip(self._diff_idx, res):
-            full[k] = r
-        return self.flat.flatten(full)  # a new array each call
-
-    def _fd_hvp(self, x: np.ndarray, v: np.ndarray) -> np.ndarray:
-        vnorm = float(np.linalg.norm(v))
-        if vnorm == 0.0:
-            return np.zeros_like(v)
-        xnorm = float(np.linalg.norm(x))
-        source = self.gradient_source
-        probe = self._grad_probe if source is None else source
-        if self.hvp_method == "forward":
-            h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
-            g0 = self._evaluate(x, True).g if source is None else source(x)
-            g1 = probe(x + h * v)
-            return (g1 - g0) / h  # type: ignore[operator]
-        h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
-        g1 = probe(x + h * v)
-        g2 = probe(x - h * v)
-        return (g1 - g2) / (2.0 * h)
-
-    def _grad_probe(self, y: np.ndarray) -> np.ndarray:
-        """Gradient at a finite-difference probe point, outside the memo."""
-        self.check_deadline()
-        self.flat.write(y)
-        f = self.adapter.value_and_backward()
-        self.nfev += 1
-        self.ngev += 1
-        g: np.ndarray | None = self._collect_grad()
-        if not math.isfinite(f):
-            f, g = self._nonfinite(f, g, y)  # "raise" raises; "inf" gives a zero gradient
-        elif f < self.best_f:
-            self._set_best(_Point(self._copy_to_free(y), f, g, None))
-        return g  # type: ignore[return-value]
 
     def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
         self.n_nonfinite += 1
@@ -486,19 +398,3 @@ class Objective:
 
 
 _MEMO_SIZE = 2  # points remembered besides the best one (a trust-region iterate and its trial)
-
-
-class _Point:
-    """One evaluated point: ``x`` (a pooled buffer), loss, gradient, kept autograd graph."""
-
-    __slots__ = ("f", "first", "g", "graph", "version", "x")
-
-    def __init__(
-        self, x: np.ndarray, f: float, g: np.ndarray | None, graph: tuple[list[torch.Tensor], list[int]] | None
-    ) -> None:
-        self.x = x
-        self.first = x.item(0)
-        self.f = f
-        self.g = g
-        self.graph = graph
-        self.version = -1  # FlatParams.version when the parameters last held x

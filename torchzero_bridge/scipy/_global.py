@@ -4,19 +4,13 @@
   arguments (checked against the scipy function's own parameter names), keeps the random
   generator so that ``state_dict`` can resume a run exactly, and adapts each solver's
   callback to the library's ``callback(OptimizeResult) -> stop?`` convention.
-* :func:`require_bounds`: the search box, or an error naming the tensor that lacks bounds.
-* :func:`local_minimizer`: the ``minimizer_kwargs`` a solver hands ``scipy.optimize.minimize``
-  for its local searches, built from the memoized objective exactly as
-  :class:`~torchzero_bridge.MinimizeWrapper` builds its own call.
+* the local searches (:mod:`torchzero_bridge.scipy._local`): every local search gets the
+  problem's bounds (per-group or the solver's own) when its method accepts bounds, computes
+  gradients only while it runs, and counts them as scipy does.
 
 Example:
-    >>> import torch
-    >>> from torchzero_bridge.core import FlatParams
-    >>> from torchzero_bridge.scipy._global import require_bounds
-    >>> w = torch.zeros(2)
-    >>> lo, hi = require_bounds(FlatParams([{"params": [w], "bounds": (-1.0, 1.0)}]), None, "DIRECT")
-    >>> lo.tolist(), hi.tolist()
-    ([-1.0, -1.0], [1.0, 1.0])
+    >>> plain_data({"niter": 5, "take_step": print})
+    {'niter': 5}
 """
 
 from __future__ import annotations
@@ -31,125 +25,28 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from scipy.optimize import Bounds, OptimizeResult
+from scipy.optimize import Bounds, OptimizeResult  # noqa: F401  (Bounds: used in the doctest)
 
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback, materialize_params
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy, Objective
+from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy
 from torchzero_bridge.core.param_checks import estimator_group_keys
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
-from torchzero_bridge.scipy.constraints import convert_constraints
-from torchzero_bridge.scipy.methods import MethodInfo
-from torchzero_bridge.scipy.minimize import (
+from torchzero_bridge.scipy._callables import (
     _merge_args,
     _resolve_method,
     _validate_jac,
     builtin_hessian,
-    minimize_callables,
     warn_unused_hvp_method,
 )
+from torchzero_bridge.scipy._local import local_box, local_minimizer, require_bounds
+from torchzero_bridge.scipy.methods import MethodInfo
 from torchzero_bridge.scipy.option_checks import check_minimize_args, check_solver_options
 
 __all__ = ["GlobalWrapper", "local_minimizer", "require_bounds"]
 
 _PLAIN = (type(None), bool, numbers.Number, str, np.ndarray, np.generic)
-
-
-def require_bounds(
-    flat: FlatParams, flat_bounds: Any, solver: str, *, finite: bool = True, bool_default: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """The search box of a solver that needs one.
-
-    Args:
-        flat: the parameter layout (its groups may carry ``bounds=(lo, hi)``).
-        flat_bounds: scipy-style bounds over the flat vector, or ``None``.
-        solver: the solver's name, for messages.
-        finite: every entry must have finite bounds (else only *some* bounds must be given).
-        bool_default: boolean tensors without bounds get ``[0, 1]``.
-
-    Returns:
-        ``(lo, hi)`` float64 vectors.
-
-    Raises:
-        ValueError: no bounds at all, or (with ``finite``) an entry without finite bounds; the
-            message names the tensor and element. Also the errors of :meth:`FlatParams.bounds`
-            (``lo > hi``, wrong shape or length).
-
-    Example:
-        >>> import torch
-        >>> from torchzero_bridge.core import FlatParams
-        >>> flat = FlatParams([torch.zeros(1, dtype=torch.bool)], allow_integer=True)
-        >>> require_bounds(flat, None, "DE", bool_default=True)[1].tolist()
-        [1.0]
-    """
-    box = flat.bounds(flat_bounds)
-    if box is None:
-        lo, hi = np.full(flat.n, -np.inf), np.full(flat.n, np.inf)
-    else:
-        lo, hi = box
-    if bool_default:
-        for i, p in enumerate(flat.params):
-            if p.dtype == torch.bool:
-                sl = slice(flat.offsets[i], flat.offsets[i + 1])
-                free = np.isneginf(lo[sl]) & np.isposinf(hi[sl])
-                lo[sl][free], hi[sl][free] = 0.0, 1.0
-    missing = ~(np.isfinite(lo) & np.isfinite(hi)) if finite else np.isneginf(lo) & np.isposinf(hi)
-    if missing.any() and (finite or missing.all()):
-        k = int(np.flatnonzero(missing)[0])
-        need = "finite bounds for every entry" if finite else "bounds"
-        raise ValueError(
-            f"{solver} needs {need}; {flat.locate(k)} has none (lo={lo[k]}, hi={hi[k]}). Give the param "
-            "group bounds=(lo, hi) (scalars or tensors shaped like its parameters) or flat scipy-style "
-            "bounds in the solver's options"
-        )
-    return lo, hi
-
-
-def local_minimizer(
-    args: Mapping[str, Any], info: MethodInfo, objective: Objective, flat: FlatParams
-) -> tuple[Callable[..., float], dict[str, Any]]:
-    """``fun`` and ``minimizer_kwargs`` for a global solver's local searches.
-
-    Gradients and Hessian-vector products come from the memoized ``objective`` (see
-    :func:`~torchzero_bridge.scipy.minimize.minimize_callables`): with exact gradients the
-    returned ``fun`` computes the gradient along with every value, so the local search never
-    runs the closure twice at one point.
-
-    Args:
-        args: normalized ``minimize`` arguments (``method`` always set).
-        info: the method's capabilities.
-        objective: the memoized objective of this solve.
-        flat: the parameter layout.
-
-    Returns:
-        ``(fun, minimizer_kwargs)``.
-
-    Example:
-        >>> import torch
-        >>> from torchzero_bridge.core import FlatParams, Objective
-        >>> from torchzero_bridge.scipy.methods import method_info
-        >>> w = torch.zeros(2, requires_grad=True)
-        >>> flat = FlatParams([w])
-        >>> fun, kw = local_minimizer({"method": "BFGS"}, method_info("BFGS"), Objective(flat, lambda: w.sum()), flat)
-        >>> kw["method"], kw["jac"] == fun.__self__.grad
-        ('BFGS', True)
-    """
-    fun, kwargs = minimize_callables(args, info, objective, flat)
-    kwargs["method"] = args["method"] if callable(args["method"]) else info.name
-    if not kwargs["options"] and args.get("options") is None:
-        del kwargs["options"]
-    if args.get("bounds") is not None and info.bounds:
-        box = flat.bounds(args["bounds"])
-        if box is not None:
-            kwargs["bounds"] = Bounds(*box)
-    constraints, _ = convert_constraints(args.get("constraints"), flat)
-    if constraints:
-        kwargs["constraints"] = constraints
-    for key in ("tol", "callback"):
-        if args.get(key) is not None:
-            kwargs[key] = args[key]
-    return fun, kwargs
 
 
 def plain_data(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -333,6 +230,7 @@ class GlobalWrapper(BridgeOptimizer):
         self._local_defaults(args, flat)
         info = _resolve_method(args)
         _validate_jac(args.get("jac", "auto"), info)
+        local_box(args, flat, None)  # malformed local bounds fail here, not at the first step
         return args, info
 
     def _local_defaults(self, args: dict[str, Any], flat: FlatParams) -> None:
@@ -393,9 +291,24 @@ class GlobalWrapper(BridgeOptimizer):
         """Call the scipy function; ``kwargs`` are the user's options with the generator set."""
         raise NotImplementedError
 
-    def _local(self, ctx: SolveContext) -> tuple[Callable[..., float], dict[str, Any]]:
+    def _local(
+        self, ctx: SolveContext, box: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[Callable[..., float], dict[str, Any]]:
+        """``fun`` and ``minimizer_kwargs`` for the local searches, bounded by ``box`` (see :func:`local_box`)."""
         assert self.local_args is not None and self.local_info is not None
-        return local_minimizer(self.local_args, self.local_info, ctx.objective, ctx.flat)
+        return local_minimizer(self.local_args, self.local_info, ctx.objective, ctx.flat, box)
+
+    def _warn_unbounded_local(self, box: Any, note: str, stacklevel: int = 3) -> None:
+        """Warn when the problem has bounds but the local method cannot take them."""
+        info = self.local_info
+        if box is None or info is None or info.bounds or self.local_args is None:
+            return
+        warnings.warn(
+            f"method {info.name} cannot handle bounds, so the bounds do not reach the local searches "
+            f"({note}); use L-BFGS-B, TNC, SLSQP, Powell, Nelder-Mead, COBYLA, COBYQA or trust-constr",
+            IgnoredOptionWarning,
+            stacklevel=stacklevel + 1,
+        )
 
     def _wants_callback(self) -> bool:
         return self.callback is not None or self.timeout is not None

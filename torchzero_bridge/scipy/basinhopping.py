@@ -22,20 +22,18 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-from scipy.optimize import Bounds, OptimizeResult, basinhopping
+from scipy.optimize import OptimizeResult, basinhopping
 
 from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy
 from torchzero_bridge.core.threads import ThreadsSpec
-from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.scipy._callables import clip_start
 from torchzero_bridge.scipy._global import GlobalWrapper, result_callback
-from torchzero_bridge.scipy.minimize import clip_start
 
 __all__ = ["BasinHoppingWrapper"]
 
@@ -103,14 +101,7 @@ class BasinHoppingWrapper(GlobalWrapper):
             nonfinite=nonfinite,
             hvp_method=hvp_method,
         )
-        assert self.local_info is not None
-        if self.flat_params().bounds() is not None and not self.local_info.bounds:
-            warnings.warn(
-                f"method {self.local_info.name} cannot handle bounds; the param groups' bounds are "
-                "ignored (use L-BFGS-B, TNC, SLSQP, Powell, Nelder-Mead, COBYLA, COBYQA or trust-constr)",
-                IgnoredOptionWarning,
-                stacklevel=2,
-            )
+        self._warn_unbounded_local(self.flat_params().bounds(), "the param groups' bounds are ignored", 2)
 
     def _local_defaults(self, args: dict[str, Any], flat: FlatParams) -> None:
         if args.get("method") is None and args.get("bounds") is None and flat.bounds() is not None:
@@ -120,14 +111,12 @@ class BasinHoppingWrapper(GlobalWrapper):
         return False
 
     def _run(self, ctx: SolveContext, kwargs: dict[str, Any]) -> OptimizeResult:
-        assert self.local_args is not None and self.local_info is not None
         flat = ctx.flat
-        fun, minimizer_kwargs = self._local(ctx)
+        fun, minimizer_kwargs = self._local(ctx, flat.bounds())
         x0 = ctx.x0
-        box = flat.bounds(self.local_args.get("bounds"))
-        if box is not None and self.local_info.bounds:
-            x0 = clip_start(x0, box[0], box[1], flat, stacklevel=5)
-            minimizer_kwargs.setdefault("bounds", Bounds(*box))
+        box = minimizer_kwargs.get("bounds")
+        if box is not None:
+            x0 = clip_start(x0, box.lb, box.ub, flat, stacklevel=5)
         if self._wants_callback():
             kwargs["callback"] = result_callback(ctx, ("accept",))
         return basinhopping(fun, x0, minimizer_kwargs=minimizer_kwargs, **kwargs)

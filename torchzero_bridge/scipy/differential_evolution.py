@@ -36,12 +36,12 @@ import torch
 from scipy.optimize import Bounds, OptimizeResult, differential_evolution, minimize
 
 from torchzero_bridge.core.base import SolveContext, UserCallback
-from torchzero_bridge.core.objective import NonFinitePolicy
+from torchzero_bridge.core.objective import NonFinitePolicy, Objective
 from torchzero_bridge.core.threads import ThreadsSpec
-from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.errors import BridgeWarning, IgnoredOptionWarning, MissingGradientError
+from torchzero_bridge.scipy._callables import clip_start, minimize_callables
 from torchzero_bridge.scipy._global import GlobalWrapper, require_bounds
 from torchzero_bridge.scipy.methods import method_info
-from torchzero_bridge.scipy.minimize import clip_start, minimize_callables
 
 __all__ = ["DifferentialEvolutionWrapper"]
 
@@ -66,7 +66,11 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         jac: gradients for the final polish with L-BFGS-B: ``True`` exact (autograd),
             ``False`` scipy's finite differences (as scipy itself does), ``"auto"`` (default)
             exact when the closure accepts ``backward``, is a closure object or a
-            ``BatchObjective``, else finite differences.
+            ``BatchObjective``, else finite differences. When the polish is to use exact
+            gradients, the first evaluation runs the closure with ``backward=True`` (the only
+            backward pass of the search) to check that it gives a gradient: if it leaves none
+            (a value-only closure), ``"auto"`` polishes with finite differences and warns
+            (``BridgeWarning``), and ``True`` raises ``MissingGradientError`` at once.
         warm_start: a later ``step`` continues from the previous step's final population
             (scipy's ``init``) instead of a fresh one; the population is kept in ``state_dict``.
         callback: called once per generation with scipy's intermediate ``OptimizeResult``
@@ -82,6 +86,10 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
             the wrong shape, an option given twice; at ``step``, ``vectorized=True`` with a
             closure that cannot evaluate a population.
         TypeError: unknown option names.
+
+    An error raised by the closure during the search propagates with its own type (scipy
+    would turn a ``TypeError``/``ValueError``, such as ``ClosureError``, into its own
+    ``RuntimeError`` about map-like callables).
 
     ``rng``/``seed`` are used the way scipy uses them (``rng`` via ``numpy.random.default_rng``,
     an int ``seed`` as a legacy ``RandomState``); the generator lives across steps, so a
@@ -164,7 +172,6 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
     def _run(self, ctx: SolveContext, kwargs: dict[str, Any]) -> OptimizeResult:
         flat, obj = ctx.flat, ctx.objective
         lo, hi = require_bounds(flat, self.flat_bounds, type(self).__name__, bool_default=True)
-        self._set_evaluation(ctx, kwargs)
         if "x0" not in kwargs:
             kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat, stacklevel=5)
         if flat.has_integers:
@@ -172,9 +179,12 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
             if kwargs.get("integrality") is not None:
                 mask |= np.broadcast_to(np.asarray(kwargs["integrality"], dtype=bool), mask.shape)
             kwargs["integrality"] = mask
+        exact = self.jac is True or (self.jac == "auto" and obj.adapter.has_graph)
+        func = _Evaluations(obj, probe=kwargs.get("polish", True) is True and exact and obj.batch is None)
+        func.strict = self.jac is True
+        self._set_evaluation(ctx, kwargs, func)
         if kwargs.get("polish", True) is True:
-            exact = self.jac is True or (self.jac == "auto" and obj.adapter.has_graph)
-            kwargs["polish"] = _polisher(ctx, exact)
+            kwargs["polish"] = _polisher(ctx, func)
         if self.warm_start and self.population is not None:
             if self.population.shape[1] != flat.n:
                 raise ValueError(
@@ -184,12 +194,18 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
             kwargs["init"] = self.population
         if self._wants_callback():
             kwargs["callback"] = ctx.callback
-        result = differential_evolution(obj.value, Bounds(lo, hi), **kwargs)
+        error: BaseException | None = None
+        try:
+            result = differential_evolution(func, Bounds(lo, hi), **kwargs)
+        except _ClosureFailed as failed:
+            error = failed.error
+        if error is not None:
+            raise error  # outside the except block: the user's error, not chained to the carrier
         if self.warm_start and "population" in result:
             self.population = np.array(result.population, dtype=np.float64)
         return result
 
-    def _set_evaluation(self, ctx: SolveContext, kwargs: dict[str, Any]) -> None:
+    def _set_evaluation(self, ctx: SolveContext, kwargs: dict[str, Any], evaluations: _Evaluations) -> None:
         """Batched population evaluation through scipy's map-like hook, or scipy's own workers."""
         obj = ctx.objective
         vec = kwargs.pop("vectorized", None)
@@ -217,10 +233,71 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
                         stacklevel=5,
                     )
                 kwargs["updating"] = "deferred"
-                kwargs["workers"] = _population_map(obj.values)
+                kwargs["workers"] = _population_map(evaluations.values)
                 return
         if workers != 1 and "updating" not in kwargs:
             kwargs["updating"] = "deferred"  # what scipy switches to with workers, minus its warning
+
+
+class _ClosureFailed(Exception):
+    """Carries an error raised by the closure past scipy, which rewraps ``TypeError``/``ValueError``."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Evaluations:
+    """DE's objective: value-only evaluations; with ``probe``, the first one also checks for a gradient.
+
+    Args:
+        objective: the memoized objective.
+        probe: run the first evaluation with ``backward=True`` to learn whether the closure
+            gives gradients (the polish uses them when it does).
+
+    Attributes:
+        exact: the polish may use exact gradients.
+        strict: a missing gradient raises ``MissingGradientError`` instead of a warning.
+    """
+
+    def __init__(self, objective: Objective, probe: bool) -> None:
+        self.objective = objective
+        self.probe = probe
+        self.exact = probe
+        self.strict = False
+
+    def __call__(self, x: np.ndarray, *args: Any) -> float:
+        try:
+            if self.probe:
+                return self._first(x)
+            return self.objective.value(x)
+        except (TypeError, ValueError) as error:
+            raise _ClosureFailed(error) from None
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """Batched evaluation of the rows of ``X`` (see :meth:`Objective.values`)."""
+        try:
+            return self.objective.values(X)
+        except (TypeError, ValueError) as error:
+            raise _ClosureFailed(error) from None
+
+    def _first(self, x: np.ndarray) -> float:
+        self.probe = False
+        f, g = self.objective.fun_and_grad_if_any(x)
+        if g is None:
+            self.exact = False
+            message = (
+                "the closure ran with backward=True but left no gradient (.grad is None), so the "
+                "final polish cannot use exact gradients"
+            )
+            if self.strict:
+                raise MissingGradientError(f"{message}; pass jac=False (finite differences) or call backward()")
+            warnings.warn(
+                f"{message}; it uses finite differences instead (pass jac=False to silence this)",
+                BridgeWarning,
+                stacklevel=5,
+            )
+        return f
 
 
 def _population_map(values: Callable[[np.ndarray], np.ndarray]) -> Callable[[Any, Any], np.ndarray]:
@@ -232,17 +309,21 @@ def _population_map(values: Callable[[np.ndarray], np.ndarray]) -> Callable[[Any
     return evaluate_population
 
 
-def _polisher(ctx: SolveContext, exact: bool) -> Callable[..., OptimizeResult]:
+def _polisher(ctx: SolveContext, evaluations: _Evaluations) -> Callable[..., OptimizeResult]:
     """scipy's default polish (L-BFGS-B, or trust-constr with constraints) on the memoized objective."""
 
     def polish(func: Any, x0: np.ndarray, bounds: Any = None, constraints: Any = ()) -> OptimizeResult:
         has_constraints = bool(constraints) if isinstance(constraints, (list, tuple)) else constraints is not None
         method = "trust-constr" if has_constraints else "L-BFGS-B"
+        exact = evaluations.exact
         fun, kw = minimize_callables(
             {"method": method, "jac": True if exact else None}, method_info(method), ctx.objective, ctx.flat
         )
         kw.pop("hess", None)  # scipy's polish uses a quasi-Newton Hessian
         kw.pop("hessp", None)
-        return minimize(fun, x0, method=method, bounds=bounds, constraints=constraints, **kw)
+        result = minimize(fun, x0, method=method, bounds=bounds, constraints=constraints, **kw)
+        if not exact:
+            ctx.objective.count_gradients(int(result.get("njev", 0)))  # scipy's finite differences
+        return result
 
     return polish

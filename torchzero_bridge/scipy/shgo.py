@@ -4,6 +4,15 @@ Drop-in for gngdb's ``SHGOWrapper(params, minimizer_args, shgo_kwargs)``; the op
 be given as keywords. The local minimizations use exact autograd gradients from the memoized
 objective.
 
+Where gradients are computed (chosen by measurement): the sampling points are value-only, and
+inside a local search every value comes with its gradient. On a 4-parameter damped-oscillator
+fit (300 samples, ``n=256``, Sobol sampling, SLSQP) this takes 536 closure runs with 293
+backward passes (SLSQP asked for 214 gradients) in 0.99 s. A gradient at every sampling point
+as well cost 536 backward passes in 1.20 s: scipy evaluates a local search's start point
+again, so those gradients are never used. Gradients strictly on request cost 750 closure runs
+(214 backward) in 1.20 s: SLSQP asks for the gradient right after the value at most points,
+and each request then needs a second run.
+
 Example:
     >>> import torch
     >>> import torchzero_bridge as tzb
@@ -101,6 +110,7 @@ class SHGOWrapper(GlobalWrapper):
             hvp_method=hvp_method,
         )
         preload("scipy.stats")  # shgo's sampling imports it on first use; not inside a step
+        self._warn_unbounded_local(True, "shgo bounds each local search to its own cell", 2)
 
     def _preprocess(self, kwargs: dict[str, Any], minimizer_args: Mapping[str, Any] | None) -> Any:
         options = kwargs.get("options")
@@ -129,7 +139,7 @@ class SHGOWrapper(GlobalWrapper):
 
     def _run(self, ctx: SolveContext, kwargs: dict[str, Any]) -> OptimizeResult:
         lo, hi = require_bounds(ctx.flat, self.flat_bounds, type(self).__name__, finite=False)
-        fun, minimizer_kwargs = self._local(ctx)
+        fun, minimizer_kwargs = self._local(ctx, None)  # shgo bounds each local search itself
         if self._wants_callback():
             kwargs["callback"] = ctx.callback
         return shgo(fun, Bounds(lo, hi), minimizer_kwargs=minimizer_kwargs, **kwargs)

@@ -60,7 +60,7 @@ def test_jac_none_keyword_still_means_scipy_finite_differences() -> None:
     ref = minimize(rosen, np.array([-1.2, 1.0]), method="BFGS")  # scipy differences the function
     opt = _rosen_fit(method="BFGS", jac=None)
     assert opt.result.nfev > 2 * opt.result.nit  # gradients cost function evaluations
-    assert opt.result.njev == 0  # no autograd gradient was taken
+    assert opt.result.njev == ref.njev  # scipy's own count of its finite-difference gradients
     np.testing.assert_allclose(opt.result.fun, ref.fun, atol=1e-9)
 
 

@@ -76,7 +76,10 @@ class MeZO(RandomizedFDM):
     for its norm; ``n_samples = k > 1`` adds ``k`` update passes. Extra memory: two scratch
     pieces of at most ``directions.CHUNK`` entries and the recorded entries (a few percent of
     float32 weights at ``h = 1e-3``). With ``opt=None`` the parameters end exactly where they
-    started; the step's estimate is kept compactly in :attr:`projected_grads`.
+    started; the step's estimate is kept compactly in :attr:`projected_grads`. An exception
+    raised in the closure, or SIGINT at any moment, leaves the parameters at the start of the
+    step, or, once the way back has begun, at the end of the finished step: never at a trial
+    point or half-updated (SIGINT is held until a pass is complete).
 
     **The general path** (any other inner optimizer, ``fill_grad=True``, or as a
     :class:`GradChain` stage): the estimate is written into ``.grad`` (one parameter-sized
@@ -243,9 +246,28 @@ class MeZO(RandomizedFDM):
 
         f0, side, drawn = self._samples(f, params, hs, last_pass)
         if rates is not None and n > 1 and not f.nonfinite:
-            with deferred_interrupts():  # all samples' updates or none
-                for seed, deriv in drawn:
-                    scale = self.sampler.sphere_scale(seed, params)
-                    for i, sl, d in self.sampler.pieces(seed, params, scale):
-                        piece_of(params[i], sl).add_(d, alpha=rates[i] * deriv / (hs[i] * n))
+            done = [0]  # pieces updated, in order: a failed pass is finished before the error propagates
+            with deferred_interrupts():
+                try:
+                    self._update(params, hs, rates, drawn, done)
+                except BaseException:
+                    self._update(params, hs, rates, drawn, done)
+                    raise
         return f0 if f0 is not None else sum(side) / len(side)
+
+    def _update(
+        self,
+        params: list[torch.Tensor],
+        hs: list[float],
+        rates: list[float],
+        drawn: list[tuple[int, float]],
+        done: list[int],
+    ) -> None:
+        """``p += rate·mean(D/h·d)`` over the samples, skipping the first ``done[0]`` pieces."""
+        n, k = len(drawn), 0
+        for seed, deriv in drawn:
+            for i, sl, d in self.sampler.pieces(seed, params, self.sampler.sphere_scale(seed, params)):
+                k += 1
+                if k > done[0]:
+                    piece_of(params[i], sl).add_(d, alpha=rates[i] * deriv / (hs[i] * n))
+                    done[0] = k

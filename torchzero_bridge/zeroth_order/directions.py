@@ -20,8 +20,9 @@ device, dtype and torch version (not across devices). This is how
 expanded through a 256×8 table of ``±1`` (~0.8 ns per entry on one CPU core, 40× cheaper than
 ``bernoulli_``); Gaussian and uniform entries are one ``normal_``/``uniform_`` call per chunk
 (~12 ns per entry on a CPU core: prefer Rademacher on CPU when directions are regenerated).
-At most one chunk of the direction is alive at a time: the scratch buffer holds
-``min(largest tensor, CHUNK)`` entries.
+At most one chunk of the direction is alive at a time: the sampler keeps one scratch buffer per
+dtype and device of ``min(largest contiguous tensor, CHUNK)`` entries between calls (1 MiB for
+float32), and a tensor that is not contiguous gets its own for the duration of its piece.
 
 Example:
     >>> import torch
@@ -43,7 +44,7 @@ import torch
 __all__ = ["CHUNK", "DISTRIBUTIONS", "DirectionSampler", "check_distribution", "piece_of", "tensor_seed"]
 
 DISTRIBUTIONS = ("rademacher", "gaussian", "uniform", "sphere")
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 """Entries generated per call (a multiple of 64): the scratch buffer's size for large tensors."""
 
 _SQRT3 = math.sqrt(3.0)
@@ -102,6 +103,7 @@ class DirectionSampler:
         self.distribution = check_distribution(distribution, owner)
         self._gens: dict[str, torch.Generator] = {}
         self._tables: dict[tuple[torch.dtype, str], torch.Tensor] = {}
+        self._buffers: dict[tuple[torch.dtype, str], torch.Tensor] = {}
 
     def pieces(
         self,
@@ -122,21 +124,17 @@ class DirectionSampler:
             scale: multiplies the raw draw (the sphere's ``√n / ‖z‖``, see :meth:`sphere_scale`).
             only: generate tensor ``i`` only when ``only(i)`` is true (the others are skipped).
         """
-        buffers: dict[tuple[torch.dtype, str], torch.Tensor] = {}
         for i, t in enumerate(tensors):
             n = t.numel()
             if n == 0 or (only is not None and not only(i)):
                 continue
             gen = self._generator(t.device)
             gen.manual_seed(tensor_seed(seed, i))
-            key = (t.dtype, str(t.device))
-            buf = buffers.get(key)
-            need = _padded(min(n, CHUNK)) if t.is_contiguous() else _padded(n)
-            if buf is None or buf.numel() < need:
-                buf = buffers[key] = torch.empty(need, dtype=t.dtype, device=t.device)
             if not t.is_contiguous():
+                buf = torch.empty(_padded(n), dtype=t.dtype, device=t.device)  # an irregular tensor: its own
                 yield i, None, self._fill(buf, n, gen, scale).view(t.shape)
                 continue
+            buf = self._scratch(t, _padded(min(n, CHUNK)))
             for start in range(0, n, CHUNK):
                 stop = min(n, start + CHUNK)
                 yield i, slice(start, stop), self._fill(buf, stop - start, gen, scale)
@@ -167,12 +165,21 @@ class DirectionSampler:
             gen = self._gens[key] = torch.Generator(device=device)
         return gen
 
+    def _scratch(self, like: torch.Tensor, n: int) -> torch.Tensor:
+        """The reused buffer for ``like``'s dtype and device, at least ``n`` entries (kept between calls)."""
+        key = (like.dtype, str(like.device))
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < n:
+            buf = self._buffers[key] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return buf
+
     def _fill(self, buf: torch.Tensor, n: int, gen: torch.Generator, scale: float) -> torch.Tensor:
         if self.distribution == "rademacher":
             words = -(-n // _WORD_BITS)
-            bits = torch.empty(words, dtype=torch.int64, device=buf.device)
+            bits = self._scratch(torch.empty(0, dtype=torch.int64, device=buf.device), words)[:words]
             bits.random_(-(1 << 63), None, generator=gen)  # the full 64-bit range: every bit fair
-            index = bits.view(torch.uint8).to(torch.int32)
+            index = self._scratch(torch.empty(0, dtype=torch.int32, device=buf.device), 8 * words)[: 8 * words]
+            index.copy_(bits.view(torch.uint8))
             torch.index_select(self._table(buf), 0, index, out=buf[: words * _WORD_BITS].view(-1, 8))
             out = buf[:n]
         else:

@@ -47,6 +47,11 @@ class RandomGrad(ExtraStateMixin, torch.optim.Optimizer):
     :class:`~torchzero_bridge.errors.NonFiniteLossWarning`. ``step`` returns ``f(x)``, the loss
     before the update.
 
+    Memory: each trial moves the parameters in place to ``x + lr·d`` and back bit for bit,
+    regenerating ``d`` from its seed (see :mod:`~torchzero_bridge.zeroth_order.estimators.walk`);
+    ``.grad`` is the only parameter-sized buffer (no copy of the parameters). Passes over the
+    parameters per step: ``2·best_of + 1`` (``"sphere"``: one more per direction).
+
     Args:
         params: tensors or param-group dicts; per-group option ``lr`` (the perturbation size
             and the built-in SGD step). Other group keys are passed to ``opt``.

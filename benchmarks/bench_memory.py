@@ -17,7 +17,8 @@ that the rows differ by their steps and not by their imports. Rows:
 
 Reported per row: the built model's RSS, the peak RSS, the extra peak over the built model, the
 peak as a multiple of the forward row's (total and extra), and the step time as a multiple of
-the forward's. Rounds run every row once, in order, ``--rounds`` times (side by side: on a
+the forward row's and of a no_grad forward timed right after each step in the same process
+(steadier on a shared machine). Rounds run every row once, in order, ``--rounds`` times (side by side: on a
 shared machine the time ratios move with the load); the table shows each row's median over
 the rounds, and ratios are taken within a round. With CUDA, the same rows run on the GPU with
 ``torch.cuda.max_memory_allocated`` (peak over the built model's ``memory_allocated``).
@@ -148,17 +149,31 @@ def run_row(row: str, device: str, steps: int) -> dict[str, Any]:
         torch.cuda.synchronize()
         out["built_mb"] = torch.cuda.memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
-    times = []
+    times, forwards = [], []
     for k in range(steps + 1):
-        t = time.perf_counter()
-        step()
-        if device != "cpu":
-            torch.cuda.synchronize()
+        t = _timed(step, device)
         if k:  # the first step is untimed (lazy allocations, warm caches)
-            times.append(time.perf_counter() - t)
+            times.append(t)
+            # a no_grad forward right after each step, in the same process: a ratio that load
+            # changes between processes do not move
+            forwards.append(_timed(lambda: _forward(closure), device))
     out["peak_mb"] = _status_kb("VmHWM") / 1024 if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
     out["step_s"] = statistics.median(times)
+    out["paired_forward_s"] = statistics.median(forwards)
     return out
+
+
+def _forward(closure: Callable[..., torch.Tensor]) -> Any:
+    with torch.no_grad():
+        return closure(backward=False)
+
+
+def _timed(fn: Callable[[], Any], device: str) -> float:
+    t = time.perf_counter()
+    fn()
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -220,13 +235,13 @@ def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, fl
                     "peak_x_forward": m["peak_mb"] / f["peak_mb"],
                     "step_s": m["step_s"],
                     "time_x_forward": m["step_s"] / f["step_s"],
+                    "time_x_paired_forward": m["step_s"] / m["paired_forward_s"],
                 }
             )
         out[row] = {k: statistics.median(p[k] for p in per) for k in per[0]}
-        out[row]["time_x_forward_range"] = [
-            min(p["time_x_forward"] for p in per),
-            max(p["time_x_forward"] for p in per),
-        ]
+        for key in ("time_x_forward", "time_x_paired_forward"):
+            ratios = [p[key] for p in per]
+            out[row][key + "_range"] = [min(ratios), max(ratios)]
     return out
 
 
@@ -235,14 +250,16 @@ def table(device: str, summary: dict[str, dict[str, Any]], args: argparse.Namesp
     lines = [
         f"\n### {device}: peak {what}, {args.rounds} round(s) × {args.steps} timed step(s), {args.threads} thread(s)\n",
         "| step | built model MB | peak MB | extra peak MB | extra × forward | total peak × forward "
-        "| step s | step time × forward (range) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| step s | step time × forward row (range) | × forward in the same process (range) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row, s in summary.items():
         lo, hi = s["time_x_forward_range"]
+        plo, phi = s["time_x_paired_forward_range"]
         lines.append(
             f"| {row} | {s['built_mb']:.0f} | {s['peak_mb']:.0f} | {s['extra_mb']:.0f} | {s['extra_x_forward']:.2f} "
-            f"| {s['peak_x_forward']:.3f} | {s['step_s']:.2f} | {s['time_x_forward']:.2f} ({lo:.2f}–{hi:.2f}) |"
+            f"| {s['peak_x_forward']:.3f} | {s['step_s']:.2f} | {s['time_x_forward']:.2f} ({lo:.2f}–{hi:.2f}) "
+            f"| {s['time_x_paired_forward']:.2f} ({plo:.2f}–{phi:.2f}) |"
         )
     return "\n".join(lines)
 

@@ -235,8 +235,15 @@ def same_directions_check(tz_ok: bool, lr: float = 0.3, steps: int = 500, seeds:
     from torchzero_bridge.zeroth_order.directions import DirectionSampler
 
     class GlobalStream(DirectionSampler):
-        def sample(self, seed: int, tensors: Any) -> list[torch.Tensor]:
-            return [torch.randn(t.shape, dtype=t.dtype, device=t.device) for t in tensors]
+        # one draw per sample seed from the global generator, replayed for every pass over it
+        drawn: tuple[int | None, list[torch.Tensor]] = (None, [])
+
+        def pieces(self, seed: int, tensors: Any, scale: float = 1.0, only: Any = None) -> Any:
+            if self.drawn[0] != seed:
+                self.drawn = (seed, [torch.randn(t.shape, dtype=t.dtype, device=t.device) for t in tensors])
+            for i, d in enumerate(self.drawn[1]):
+                if only is None or only(i):
+                    yield i, None, d
 
     def trajectory(make: Callable[[torch.nn.Parameter], torch.optim.Optimizer], seed: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)

@@ -3,8 +3,9 @@
 Run:  python examples/spsa_mezo_finetune.py
 
 A small MLP is trained on digits 0-4 with backprop, then its last layer is replaced and
-fine-tuned for digits 5-9 using only loss values: SPSA keeps its perturbation, MeZO
-regenerates it from a seed (O(1) extra memory per parameter).
+fine-tuned for digits 5-9 using only loss values. Both regenerate each perturbation from its
+seed and move the weights there and back exactly, and here both hand their estimate to Adam
+through ``.grad``; with plain SGD (or no inner optimizer) MeZO needs no gradient buffer at all.
 """
 
 from __future__ import annotations

@@ -12,8 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -21,7 +24,7 @@ import torch
 from torchzero_bridge._checks import check_seed
 from torchzero_bridge.core.closure import ClosureAdapter
 
-__all__ = ["CountedClosure", "SeededRNG", "evaluate", "require_closure"]
+__all__ = ["CountedClosure", "SeededRNG", "deferred_interrupts", "evaluate", "require_closure"]
 
 
 class SeededRNG:
@@ -111,3 +114,35 @@ class CountedClosure:
         if not math.isfinite(value):
             self.nonfinite += 1
         return value
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold back SIGINT while the block runs, then deliver it: a move of the parameters is never cut in half.
+
+    In the main thread, while a Python SIGINT handler is installed (torch's default one raises
+    ``KeyboardInterrupt``), a SIGINT arriving inside the block is recorded and the original
+    handler is called when the block ends. Elsewhere (other threads, ``SIG_IGN``/``SIG_DFL``)
+    the block runs unchanged. Exceptions raised inside the block propagate as usual.
+
+    Example:
+        >>> with deferred_interrupts():
+        ...     x = 1 + 1
+        >>> x
+        2
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+    caught: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(signal.SIGINT, caught[0])

@@ -25,8 +25,9 @@ from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
-from torchzero_bridge.zeroth_order.directions import DirectionSampler
+from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
+from torchzero_bridge.zeroth_order.estimators.walk import Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
@@ -47,6 +48,11 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     non-finite trial loss counts as a rise; a non-finite ``f(x)`` skips the update with a
     :class:`~torchzero_bridge.errors.NonFiniteLossWarning`. ``step`` returns ``f(x)``, the loss
     before the update.
+
+    Memory: each trial moves the parameters in place to ``x + lr·d`` and back bit for bit,
+    regenerating ``d`` from its seed (see :mod:`~torchzero_bridge.zeroth_order.estimators.walk`);
+    ``.grad`` is the only parameter-sized buffer (no copy of the parameters). Passes over the
+    parameters per step: ``2·best_of + 1`` (``"sphere"``: one more per direction).
 
     Args:
         params: tensors or param-group dicts; per-group option ``lr`` (the perturbation size
@@ -169,7 +175,6 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         tensors = [p for g in self.param_groups for p in g["params"]]
         reals = [torch.view_as_real(p) if p.is_complex() else p for p in tensors]
         lrs = [float(g["lr"]) for g in self.param_groups for _ in g["params"]]
-        x0 = [r.clone() for r in reals]
         f0 = f()
         if not math.isfinite(f0):
             warnings.warn(
@@ -181,30 +186,28 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
             return f0, False
         best_seed: int | None = None
         best_f = math.inf
-        try:
-            for _ in range(self.best_of):
-                seed = self._draw_seed()
-                scale = self.sampler.sphere_scale(seed, reals)
-                self.sampler.foreach(seed, reals, lambda i, d: reals[i].copy_(x0[i]).add_(d, alpha=lrs[i]), scale)
+        for _ in range(self.best_of):
+            # x -> x + lr d -> x in place, exactly (no copy of the parameters; see estimators.walk)
+            seed = self._draw_seed()
+            walk = Walk(reals, lrs, (1,), self.sampler, seed, self.sampler.sphere_scale(seed, reals))
+            try:
+                walk.advance()
                 value = f()
-                value = value if math.isfinite(value) else math.inf
-                if best_seed is None or value < best_f:
-                    best_seed, best_f = seed, value
-        finally:
-            for r, x in zip(reals, x0):
-                r.copy_(x)
+            finally:
+                walk.finish()
+            value = value if math.isfinite(value) else math.inf
+            if best_seed is None or value < best_f:
+                best_seed, best_f = seed, value
         sign = 1.0 if best_f > f0 else -1.0  # rose: +d; otherwise -d
         assert best_seed is not None
-        scale = self.sampler.sphere_scale(best_seed, reals)
-
-        def to_grad(i: int, d: torch.Tensor) -> None:
-            p = tensors[i]
+        grads: list[torch.Tensor] = []
+        for p in tensors:
             g = p.grad
             if g is None or g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
                 g = p.grad = torch.zeros_like(p)
-            (torch.view_as_real(g) if g.is_complex() else g).copy_(d).mul_(sign)
-
-        self.sampler.foreach(best_seed, reals, to_grad, scale)
+            grads.append(torch.view_as_real(g) if g.is_complex() else g)
+        for i, sl, d in self.sampler.pieces(best_seed, reals, self.sampler.sphere_scale(best_seed, reals)):
+            piece_of(grads[i], sl).copy_(d).mul_(sign)
         if self.opt is None:
             for p, lr in zip(tensors, lrs):
                 p.sub_(p.grad, alpha=lr)  # type: ignore[arg-type]

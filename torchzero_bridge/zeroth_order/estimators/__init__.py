@@ -10,7 +10,8 @@ from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator
 from torchzero_bridge.zeroth_order.estimators.fdm import FDM
 from torchzero_bridge.zeroth_order.estimators.formulas import FORMULAS
 from torchzero_bridge.zeroth_order.estimators.forward import ForwardGradient
-from torchzero_bridge.zeroth_order.estimators.randomized import RDSA, SPSA, GaussianSmoothing, MeZO, RandomizedFDM
+from torchzero_bridge.zeroth_order.estimators.mezo import MeZO
+from torchzero_bridge.zeroth_order.estimators.randomized import RDSA, SPSA, GaussianSmoothing, RandomizedFDM
 
 __all__ = [
     "FDM",

@@ -1,4 +1,4 @@
-"""Randomized finite differences: RandomizedFDM and its presets SPSA, RDSA, GaussianSmoothing, MeZO.
+"""Randomized finite differences: RandomizedFDM and its presets SPSA, RDSA, GaussianSmoothing.
 
 Each sample draws a random direction ``d`` over all parameters (``E[d dᵀ] = I``, see
 :mod:`~torchzero_bridge.zeroth_order.directions`), moves group ``g`` by ``t·h_g·d_g`` for the
@@ -10,6 +10,15 @@ Closure runs per step for ``k = n_samples``: ``forward2``/``backward2`` ``k + 1`
 ``central3`` ``2k``, ``forward3``/``backward3`` ``2k + 1``, ``central5`` ``4k``.
 Loss returned: ``f(x)`` when the formula evaluates it, else the mean of the evaluations at
 ``x ± h·d`` over all samples (an O(h²) approximation of ``f(x)``).
+
+Memory and time: the parameters are moved in place, one piece at a time, along a direction
+regenerated from its seed (see :mod:`~torchzero_bridge.zeroth_order.estimators.walk`), and come
+back to their start bit for bit in every dtype, also when the closure raises or SIGINT arrives.
+Beyond ``.grad`` nothing parameter-sized is held: no copy of the parameters, no stored
+direction, just scratch pieces of at most ``directions.CHUNK`` entries and the few entries whose
+arithmetic way back would round wrong. Each sample makes one pass over the parameters per
+stencil point and one to come back (which also adds the sample into ``.grad``); ``"sphere"``
+adds one more for its norm. :class:`MeZO` also drops the ``.grad`` buffer.
 
 Example:
     >>> import torch
@@ -28,12 +37,13 @@ from collections.abc import Callable
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
-from torchzero_bridge.zeroth_order.directions import DirectionSampler
+from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.estimators.formulas import Formula, get_formula
+from torchzero_bridge.zeroth_order.estimators.walk import After, Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
 
-__all__ = ["RDSA", "SPSA", "GaussianSmoothing", "MeZO", "RandomizedFDM"]
+__all__ = ["RDSA", "SPSA", "GaussianSmoothing", "RandomizedFDM"]
 
 
 class RandomizedFDM(GradientEstimator):
@@ -96,30 +106,50 @@ class RandomizedFDM(GradientEstimator):
 
     def _estimate(self, f: Callable[[], float], blocks: list[Block]) -> float:
         params, grads, hs = _flatten(blocks)
-        formula = self.formula
-        x0 = [p.clone() for p in params]
-        f0 = f() if formula.uses_center else None
-        side: list[float] = []
         for g in grads:
             g.zero_()
-        try:
-            for _ in range(self.n_samples):
-                dirs = self.sampler.sample(self._draw_seed(), params)
-                deriv = formula.center * f0 if f0 is not None else 0.0
+
+        def accumulate(coefs: list[float]) -> After:
+            return lambda i, sl, d: piece_of(grads[i], sl).add_(d, alpha=coefs[i])
+
+        f0, side, _ = self._samples(f, params, hs, accumulate)
+        return _finish(grads, self.n_samples, f0, side)
+
+    def _samples(
+        self,
+        f: Callable[[], float],
+        params: list[torch.Tensor],
+        hs: list[float],
+        last_pass: Callable[[list[float]], After | None],
+    ) -> tuple[float | None, list[float], list[tuple[int, float]]]:
+        """Evaluate every sample's stencil, walking the parameters there and back exactly.
+
+        ``last_pass(coefs)`` gives the work to do on each sample's way back, where ``coefs[i]``
+        is ``D / h_i`` (``D`` the sample's directional difference). Returns ``f(x)`` (``None``
+        when the formula does not evaluate it), the side values and the ``(seed, D)`` pairs.
+        """
+        formula = self.formula
+        f0 = f() if formula.uses_center else None
+        side: list[float] = []
+        drawn: list[tuple[int, float]] = []
+        points = [t for t, _ in formula.points]
+        for _ in range(self.n_samples):
+            seed = self._draw_seed()
+            walk = Walk(params, hs, points, self.sampler, seed, self.sampler.sphere_scale(seed, params))
+            deriv = formula.center * f0 if f0 is not None else 0.0
+            try:
                 for t, c in formula.points:
-                    for p, x, d, h in zip(params, x0, dirs, hs):
-                        p.copy_(x).add_(d, alpha=t * h)
+                    walk.advance()
                     value = f()
                     deriv += c * value
                     if f0 is None and abs(t) == 1:
                         side.append(value)
-                for g, d, h in zip(grads, dirs, hs):
-                    g.add_(d, alpha=deriv / h)
-                del dirs, d  # one stored direction at a time
-        finally:
-            for p, x in zip(params, x0):
-                p.copy_(x)
-        return _finish(grads, self.n_samples, f0, side)
+            except BaseException:
+                walk.finish()
+                raise
+            walk.finish(last_pass([deriv / h for h in hs]))
+            drawn.append((seed, deriv))
+        return f0, side, drawn
 
 
 class SPSA(RandomizedFDM):
@@ -257,97 +287,6 @@ class GaussianSmoothing(RandomizedFDM):
             seed=seed,
             generator=generator,
         )
-
-
-class MeZO(RandomizedFDM):
-    """Memory-efficient SPSA: the direction is regenerated from its seed, never stored.
-
-    The parameters are moved in place (``x → x + h d → x - h d → x``) and each move
-    regenerates ``d`` one tensor at a time, so the extra memory is one temporary tensor the
-    size of the largest parameter, not a copy of all parameters. The price: the parameters
-    are restored by adding the direction back, exact up to floating-point rounding.
-    With the same ``seed`` the estimate equals :class:`RandomizedFDM`'s with the same
-    options (``distribution="rademacher"`` gives :class:`SPSA`'s), up to that rounding.
-
-    Evaluation counts and returned loss as in :class:`RandomizedFDM` (default ``central3``:
-    2 runs per sample, loss = mean of ``f(x ± h d)``).
-
-    Args:
-        params: tensors or param-group dicts (per-group option ``h``), or ``None``.
-        h: the perturbation size.
-        n_samples: directions per estimate.
-        formula: finite-difference formula (see :class:`RandomizedFDM`).
-        distribution: ``"rademacher"`` (default), ``"gaussian"``, ``"uniform"`` or ``"sphere"``.
-        opt: inner optimizer factory.
-        seed: seed of the directions.
-        generator: draw the sample seeds from this generator instead.
-
-    Example:
-        >>> import torch
-        >>> from torchzero_bridge.zeroth_order import MeZO
-        >>> w = torch.ones(1000, requires_grad=True)
-        >>> mezo = MeZO([w], h=1e-3, seed=0, opt=lambda p: torch.optim.SGD(p, lr=1e-3))
-        >>> loss = mezo.step(lambda backward=True: (w ** 2).sum())
-        >>> mezo.nfev
-        2
-    """
-
-    def __init__(
-        self,
-        params: ParamsArg | None = None,
-        *,
-        h: float = 1e-3,
-        n_samples: int = 1,
-        formula: str = "central3",
-        distribution: str = "rademacher",
-        opt: OptimizerSpec | None = None,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__(
-            params,
-            h=h,
-            n_samples=n_samples,
-            formula=formula,
-            distribution=distribution,
-            opt=opt,
-            seed=seed,
-            generator=generator,
-        )
-
-    def _estimate(self, f: Callable[[], float], blocks: list[Block]) -> float:
-        params, grads, hs = _flatten(blocks)
-        formula = self.formula
-        f0 = f() if formula.uses_center else None
-        side: list[float] = []
-        for g in grads:
-            g.zero_()
-        for _ in range(self.n_samples):
-            seed = self._draw_seed()
-            scale = self.sampler.sphere_scale(seed, params)
-            deriv = formula.center * f0 if f0 is not None else 0.0
-            at = 0
-            try:
-                for t, c in formula.points:
-                    self._move(seed, scale, params, hs, t - at)
-                    at = t
-                    value = f()
-                    deriv += c * value
-                    if f0 is None and abs(t) == 1:
-                        side.append(value)
-            finally:
-                self._move(seed, scale, params, hs, -at)
-            self._accumulate(seed, scale, grads, [deriv / h for h in hs])
-        return _finish(grads, self.n_samples, f0, side)
-
-    def _accumulate(self, seed: int, scale: float, grads: list[torch.Tensor], coefs: list[float]) -> None:
-        """Add ``coefs[i]·d_i`` to each gradient, regenerating ``d`` one tensor at a time."""
-        self.sampler.foreach(seed, grads, lambda i, d: grads[i].add_(d, alpha=coefs[i]), scale)
-
-    def _move(self, seed: int, scale: float, params: list[torch.Tensor], hs: list[float], by: int) -> None:
-        """Add ``by·h·d`` to the parameters, regenerating ``d`` one tensor at a time."""
-        if by != 0:
-            self.sampler.foreach(seed, params, lambda i, d: params[i].add_(d, alpha=by * hs[i]), scale)
 
 
 def _flatten(blocks: list[Block]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:

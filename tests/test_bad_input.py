@@ -629,3 +629,19 @@ def test_group_keys_that_are_read_elsewhere_give_no_warning() -> None:
         tzb.MinimizeWrapper([{"params": [w], "h": 1e-2}], method="BFGS", jac=tzb.FDM())  # the estimator reads h
         tzb.NevergradWrapper([{"params": [w], "sigma": 0.5}], "OnePlusOne", budget=5)
         tzb.RandomWalk([{"params": [w], "lr": 0.1, "bounds": (-1, 1)}])
+
+
+def test_mezo_seed_path_projects_its_sgd_update_into_the_group_bounds() -> None:
+    """MeZO with plain SGD applies the update inside its walk (no .grad); the bounds still hold."""
+
+    def run(bounds: tuple[float, float] | None) -> torch.Tensor:
+        w = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+        group: dict[str, Any] = {"params": [w]} if bounds is None else {"params": [w], "bounds": bounds}
+        opt = tzb.MeZO([group], h=1e-3, seed=3, opt=lambda p: torch.optim.SGD(p, lr=10.0))
+        opt.step(lambda backward=True: ((w - torch.tensor([5.0, -5.0, 0.1], dtype=torch.float64)) ** 2).sum())
+        assert w.grad is None  # the seed path: no gradient buffer
+        return w
+
+    free = run(None)
+    assert float(free.abs().max()) > 0.5
+    assert torch.equal(run((-0.5, 0.5)), free.clamp(-0.5, 0.5))

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge.core.param_checks import clamp_to_group_bounds
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, deferred_interrupts
 from torchzero_bridge.zeroth_order.directions import piece_of
@@ -187,6 +188,8 @@ class MeZO(RandomizedFDM):
         try:
             with torch.no_grad():
                 loss = self._seed_step(f, params, hs, rates)
+                if rates is not None and not f.nonfinite:
+                    clamp_to_group_bounds(self.param_groups)  # the SGD update was applied in the walk
         finally:
             self.nfev += f.count
             self._last_nonfinite = f.nonfinite

@@ -1,8 +1,7 @@
 """NevergradWrapper: any nevergrad optimizer as a ``torch.optim.Optimizer``, driven by ask/tell.
 
-The parametrization is built from the parameters (see :class:`NevergradWrapper`), every
-evaluation runs the closure without a backward pass, and a later ``step`` continues the same
-nevergrad run. ``nevergrad`` is an optional extra: importing this module does not import it.
+Every evaluation runs the closure without backward; a later ``step`` continues the same nevergrad
+run. ``nevergrad`` is an optional extra: importing this module does not import it.
 
 Example:
     >>> import torch

@@ -8,9 +8,8 @@ It owns the ``step(closure)`` lifecycle shared by all wrappers:
 4. write the answer back in place, with ``p.grad`` matching it when a gradient was computed,
    and return the loss there.
 
-If the closure raises or the run is interrupted, the parameters are set to the best finite
-point seen (or left at the start) and the exception propagates; a timeout or a callback
-that returns ``True`` ends the run cleanly with ``result.success = False``.
+On an error or interrupt the parameters go to the best finite point seen (or stay at the start)
+and the exception propagates; a timeout or a callback returning ``True`` ends the run cleanly.
 
 Example:
     >>> import torch

@@ -1,7 +1,6 @@
 """Shared base of the derivative-free torch optimizers.
 
-:class:`DerivativeFreeOptimizer` owns what every derivative-free method needs, so each
-method only proposes points and decides what to keep:
+:class:`DerivativeFreeOptimizer` owns what every method needs; each only proposes points and keeps some:
 
 * :class:`~torchzero_bridge.zeroth_order.space.FlatSpace`: the parameters as one flat vector
   with per-group bounds and integer entries;

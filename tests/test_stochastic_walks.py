@@ -47,9 +47,12 @@ def minibatch_run(make: Callable[[torch.Tensor], torch.optim.Optimizer]) -> tupl
 
 @pytest.fixture(scope="module")
 def spsa_adam() -> float:
-    full, _, _ = minibatch_run(lambda w: SPSA([w], h=1e-2, seed=0, opt=torch.optim.Adam([w], lr=0.05)))
-    assert full < 0.32  # measured 0.298: from 2.55 to near the 0.25 floor
-    return full
+    """Median over three seeds: one SPSA + Adam run's end point moves with its directions' luck."""
+    runs = sorted(
+        minibatch_run(lambda w, s=s: SPSA([w], h=1e-2, seed=s, opt=torch.optim.Adam([w], lr=0.02)))[0] for s in range(3)
+    )
+    assert runs[1] < 0.32  # measured 0.272, 0.284, 0.299: from 2.55 to near the 0.25 floor
+    return runs[1]
 
 
 MAKERS = {
@@ -68,7 +71,7 @@ def test_stochastic_mode_keeps_moving_and_matches_spsa_adam(name: str, spsa_adam
     full, moves, _ = minibatch_run(lambda w: make(w, True))
     plain, plain_moves, _ = minibatch_run(lambda w: make(w, False))
     # measured (stochastic / plain): RandomWalk 0.284 / 2.31, SecondOrderRandomWalk 0.284 / 1.68,
-    # ShrinkingRandomSearch 0.255 / 0.355, SimulatedAnnealing 0.255 / 2.39; SPSA + Adam 0.298
+    # ShrinkingRandomSearch 0.255 / 0.355, SimulatedAnnealing 0.255 / 2.39; SPSA + Adam (median) 0.284
     assert full < 1.1 * spsa_adam
     assert moves >= 400 and plain_moves <= 20  # measured: 483..798 against 6..17 accepted moves
     assert full < plain

@@ -174,7 +174,7 @@ class FlatParams:
         # many small tensors: one scatter per dtype for writes, one stack per shape for gradients
         many = len(self.params) >= _MANY and not self._slow and self.n <= _SMALL * len(self.params)
         self._elements = ElementMap.build([r.data for r in self._real]) if many else None
-        self._gather = GradGather.build(self._real) if self._plain and len(self.params) >= _MANY else None
+        self._gather = GradGather.build(self._real) if self._plain and many else None
 
     # ------------------------------------------------------------------ naming
     def name(self, i: int) -> str:

@@ -167,10 +167,12 @@ class GradGather:
         perm[src] = np.arange(src.size)  # flat position k comes from buffer position perm[k]
         return cls(groups, None if np.array_equal(src, np.arange(src.size)) else perm)
 
-    @torch.no_grad()
     def gather(self) -> np.ndarray | None:
         """The gradients as a new flat float64 vector, or ``None`` if any is missing or unusual
         (``None``, sparse): then the caller copies tensor by tensor."""
+        enabled = torch.is_grad_enabled()  # toggled by hand: a no_grad context costs more than the copies
+        if enabled:
+            torch._C._set_grad_enabled(False)
         try:
             for members, scratch, dst in self.groups:
                 torch.stack([p.grad for p in members], out=scratch)  # type: ignore[misc]
@@ -178,4 +180,7 @@ class GradGather:
                     dst.copy_(scratch.view(-1))
         except (TypeError, RuntimeError, NotImplementedError):
             return None
+        finally:
+            if enabled:
+                torch._C._set_grad_enabled(True)
         return self._buf_np.copy() if self.perm is None else self._buf_np[self.perm]

@@ -262,7 +262,13 @@ class FlatParams:
             ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
         """
         targets = self._np_targets
-        if self.silent and targets is not None and self._targets_disjoint and self.n >= _LARGE:
+        if (
+            self.silent
+            and targets is not None
+            and self._targets_disjoint
+            and self.n >= _LARGE
+            and self._elements is None
+        ):
             if self._threaded_copies() and keep.dtype == np.float64 and keep.flags.c_contiguous:
                 self.write(x)
                 kt = torch.from_numpy(keep)

@@ -12,6 +12,7 @@ and Newton rows are measured with one torch thread and with torch's default (one
 Run:  python benchmarks/bench_core.py            (writes benchmarks/results/core.json; leave
                                                   OMP_NUM_THREADS unset so the default rows use torch's default)
       python benchmarks/bench_core.py --quick    (fewer repetitions)
+      python benchmarks/bench_core.py --many-only  (only the many-tensor rows, printed)
 
 Every ratio is measured side by side in one run; absolute times depend on the machine.
 """
@@ -208,6 +209,29 @@ def overhead(n_params: int, n_tensors: int, evals: int, repeat: int) -> dict[str
     }
 
 
+# ---------------------------------------------------------------------- many small tensors
+# (entries, tensors, evaluations per repetition)
+MANY = [(1, 1, 2000), (10, 10, 2000), (100, 100, 500), (1000, 1000, 100), (100_000, 1000, 50)]
+
+
+def many_tensors(repeat: int) -> list[dict[str, Any]]:
+    """Overhead rows for 1 to 1000 tensors (one entry each, and 100 each at 1000), measured in one run.
+
+    ``extra_per_tensor_us`` is the growth over the one-tensor row of the same run, per added tensor.
+    """
+    rows = []
+    for threads in (1, DEFAULT_THREADS):
+        with _threads(threads):
+            block = [overhead(n, k, evals, repeat) for n, k, evals in MANY]
+        one = block[0]["overhead_us"]
+        for r in block:
+            r["extra_per_tensor_us"] = (r["overhead_us"] - one) / (r["n_tensors"] - 1) if r["n_tensors"] > 1 else 0.0
+        rows += block
+    print("\n## Many small tensors: bridge overhead per evaluation\n")
+    print(_table(rows, ["threads", "n_params", "n_tensors", "overhead_us", "extra_per_tensor_us", "floor_us"]))
+    return rows
+
+
 # ---------------------------------------------------------------------- Newton methods
 def _logreg_data(n_samples: int, n_features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -372,11 +396,15 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--many-only", action="store_true", help="only the many-tensor rows, printed, not saved")
     args = parser.parse_args()
     repeat = 3 if args.quick else 7
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()},
     }
+    results["many_tensors"] = many_tensors(repeat)
+    if args.many_only:
+        return
 
     default_threads = DEFAULT_THREADS
     if os.environ.get("OMP_NUM_THREADS"):

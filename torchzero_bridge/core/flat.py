@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchzero_bridge.core.flat_copy import ElementMap, GradGather
 from torchzero_bridge.core.param_checks import check_no_overlap
 
 __all__ = ["BoundsLike", "FlatParams"]
@@ -40,6 +41,8 @@ BoundsLike = Any  # None | number | Tensor | sequence of those (one per tensor i
 
 _LARGE = 1 << 16  # from this many entries, copies go straight between x and the tensors
 _PIECE = 1 << 16  # entries per piece when a large write also keeps a copy (fits in a core's L2)
+_MANY = 4  # from this many tensors averaging at most _SMALL entries, copies are batched over all tensors
+_SMALL = 256
 
 _INTEGER_DTYPES = (
     torch.uint8,
@@ -168,6 +171,10 @@ class FlatParams:
         floats = [r.dtype for r in self._real if r.is_floating_point()]
         self.eps = max((torch.finfo(d).eps for d in floats), default=float(np.finfo(np.float64).eps))
         self.is_float64_only = all(r.dtype == torch.float64 for r in self._real)
+        # many small tensors: one scatter per dtype for writes, one stack per shape for gradients
+        many = len(self.params) >= _MANY and not self._slow and self.n <= _SMALL * len(self.params)
+        self._elements = ElementMap.build([r.data for r in self._real]) if many else None
+        self._gather = GradGather.build(self._real) if self._plain and many else None
 
     # ------------------------------------------------------------------ naming
     def name(self, i: int) -> str:
@@ -183,6 +190,8 @@ class FlatParams:
     # ------------------------------------------------------------------ values
     def read(self) -> np.ndarray:
         """Return the current parameter values as a new float64 vector."""
+        if self._elements is not None:
+            return self._elements.read()
         if self._fast_params:
             torch._foreach_copy_(self._fast_views, self._fast_data)
         for i in self._slow:
@@ -200,6 +209,9 @@ class FlatParams:
         not silent, so the version counters record that the step changed the tensors.
         """
         self.version += 1
+        if self.silent and self._elements is not None:
+            self._elements.write(x)
+            return
         if self.silent and self._np_targets is not None:
             if self._threaded_copies() and _torch_readable(x):
                 xt = torch.from_numpy(x)  # torch copies large vectors on all its threads
@@ -250,7 +262,13 @@ class FlatParams:
             ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
         """
         targets = self._np_targets
-        if self.silent and targets is not None and self._targets_disjoint and self.n >= _LARGE:
+        if (
+            self.silent
+            and targets is not None
+            and self._targets_disjoint
+            and self.n >= _LARGE
+            and self._elements is None
+        ):
             if self._threaded_copies() and keep.dtype == np.float64 and keep.flags.c_contiguous:
                 self.write(x)
                 kt = torch.from_numpy(keep)
@@ -342,6 +360,10 @@ class FlatParams:
 
     def grad_if_any(self) -> np.ndarray | None:
         """Like :meth:`grad`, but ``None`` when no parameter has a gradient at all."""
+        if self._gather is not None:
+            g = self._gather.gather()
+            if g is not None:
+                return g
         gs = [p.grad for p in self.params]
         if self._plain and not _any_none(gs):  # every tensor a real CPU float: one foreach copy
             if self.n < _LARGE:

@@ -4,7 +4,7 @@
 
 * :class:`~torchzero_bridge.zeroth_order.space.FlatSpace`: the parameters as one flat vector
   with per-group bounds and integer entries;
-* the incumbent (best point seen): after every ``step``, and when a step raises or is interrupted, the parameters hold it;
+* the incumbent (best point seen): the parameters hold it after every ``step``, also one that raises;
 * evaluation of a point or a population (one call with a :class:`~torchzero_bridge.BatchObjective`);
 * the random generator (``seed=``/``generator=``) and all of the above in ``state_dict()``.
 

@@ -359,7 +359,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
             x, fun = self._best_of_life(ctx, result, x, fun)
         x = flat.round_integers(x)
         flat.write(x)
-        g = obj.gradient_at(x)
+        g = obj.gradient_at(x) if math.isfinite(fun) else None  # no gradient at a point of non-finite loss
         if g is not None:
             flat.set_grad(g)
         else:  # no gradient was computed at the answer: leave none rather than a trial point's

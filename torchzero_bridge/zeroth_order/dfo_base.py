@@ -318,7 +318,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         f = self._finite(self._value())
         st = self._dfo_state()
         st["nfev"] += 1
-        if f < st["best_f"] or (ties and f == st["best_f"]):
+        if f < st["best_f"] or (ties and f == st["best_f"] < math.inf):  # a non-finite loss never wins a tie
             st["best_x"], st["best_f"] = x, f
             self._at_best = True
         return f
@@ -343,7 +343,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
             i = int(torch.argmin(f))
             if ties:  # like one-by-one evaluation: the last of equal losses wins
                 i = int(torch.nonzero(f == f[i])[-1])
-            if f[i] < st["best_f"] or (ties and float(f[i]) == st["best_f"]):
+            if f[i] < st["best_f"] or (ties and float(f[i]) == st["best_f"] < math.inf):
                 st["best_x"], st["best_f"] = X[i].clone(), float(f[i])
                 self._at_best = False  # a batched pass does not touch the parameters
             return f

@@ -187,7 +187,7 @@ def test_fault(name: str, kind: str) -> None:
     _check(e, model, opt, rec, start, snaps)
 
 
-SIGINT_RUNS = 5  # per entry: 41 entries -> 205 runs
+SIGINT_RUNS = 6  # per entry: 39 entries -> 234 runs
 SEED = 20261203
 
 

@@ -5,11 +5,10 @@ It owns the ``step(closure)`` lifecycle shared by all wrappers:
 1. read the parameters into a flat float64 vector (:class:`FlatParams`);
 2. wrap the closure in a memoized, counted :class:`Objective`;
 3. run the solver (the subclass's :meth:`BridgeOptimizer._solve`) with BLAS threads limited;
-4. write the answer back in place, with ``p.grad`` matching it when a gradient was computed,
-   and return the loss there.
+4. write the answer back in place (``p.grad`` matching it, or ``None``) and return the loss there.
 
-On an error or interrupt the parameters go to the best finite point seen (or stay at the start)
-and the exception propagates; a timeout or a callback returning ``True`` ends the run cleanly.
+On an error or interrupt the parameters go to the best finite point seen (or the start) and it
+propagates; a timeout or a callback returning ``True`` ends the run cleanly.
 
 Example:
     >>> import torch
@@ -189,22 +188,23 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
         watch = StartWatch(objective, x0) if self._answer_is_best() else None
         if watch is not None:
             objective.on_eval = watch.chain(objective.on_eval)
-        try:
-            with limit_threads(self.threads):
-                result = self._solve(ctx)
-                if watch is not None:
-                    result["start_fun"] = self._start_loss(ctx, watch)
-                    result["start_evaluated"] = watch.evaluated
-        except StopSolve as stop:
-            result = self._best_result(ctx, stop.reason)
+        try:  # the answer's write is inside too: an interrupt never leaves a trial point
+            try:
+                with limit_threads(self.threads):
+                    result = self._solve(ctx)
+                    if watch is not None:
+                        result["start_fun"] = self._start_loss(ctx, watch)
+                        result["start_evaluated"] = watch.evaluated
+            except StopSolve as stop:
+                result = self._best_result(ctx, stop.reason)
+            self.result = result
+            loss = self._write_answer(ctx, result)
         except BaseException as exc:
             self.result = self._best_result(ctx, f"interrupted by {type(exc).__name__}: {exc}")
             self._write_answer(ctx, self.result)
             raise
         finally:
             bar.close()
-        self.result = result
-        loss = self._write_answer(ctx, result)
         return torch.tensor(loss, dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
@@ -334,8 +334,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
     def _write_answer(self, ctx: SolveContext, result: OptimizeResult) -> float:
         """Write the answer into the parameters and its gradient (when known) into ``.grad``.
 
-        Fills the counters of ``result`` and returns the loss at the answer. No closure runs
-        here: where no gradient was computed at the answer, ``.grad`` is set to ``None``.
+        Fills ``result``'s counters; returns the answer's loss. No closure runs; no known gradient: ``.grad = None``.
         """
         obj, flat = ctx.objective, ctx.flat
         obj.release()  # the answer's write bumps the tensors' version counters
@@ -343,7 +342,8 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
         fun = _as_float(result.get("fun", math.nan))
         if self._answer_is_best() and obj.best_x is not None and (not math.isfinite(fun) or obj.best_f < fun):
             x, fun = obj.best_x.copy(), obj.best_f
-        if x.shape != (flat.n,) or not np.all(np.isfinite(x)) or not math.isfinite(fun):
+        no_finite = obj.best_x is None and obj.n_nonfinite > 0  # e.g. COBYLA's 1e30 stand-in for NaN
+        if no_finite or x.shape != (flat.n,) or not np.all(np.isfinite(x)) or not math.isfinite(fun):
             if obj.best_x is not None:
                 x, fun = obj.best_x.copy(), obj.best_f
                 extra = "the solver's answer was not finite; parameters hold the best finite point seen"
@@ -359,7 +359,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
             x, fun = self._best_of_life(ctx, result, x, fun)
         x = flat.round_integers(x)
         flat.write(x)
-        g = obj.gradient_at(x)
+        g = obj.gradient_at(x) if math.isfinite(fun) else None  # no gradient at a point of non-finite loss
         if g is not None:
             flat.set_grad(g)
         else:  # no gradient was computed at the answer: leave none rather than a trial point's

@@ -54,6 +54,7 @@ class HessianProducts:
     nfev: int
     ngev: int
     nhev: int
+    nonfinite: str
     gradient_source: Callable[[np.ndarray], np.ndarray] | None
     _diff_idx: list[int]
     _diff_params: list[torch.Tensor]
@@ -94,6 +95,10 @@ class HessianProducts:
                 H[:, i] = self._fd_hvp(xx, unit)
                 unit[i] = 0.0
             H = 0.5 * (H + H.T)
+        if not np.all(np.isfinite(H)) and self.nonfinite != "pass":  # the non-finite policy covers it too
+            if self.nonfinite == "raise":
+                raise FloatingPointError("the Hessian at the point is not finite")
+            H = np.zeros_like(H)  # "inf": like the zero gradient at a non-finite loss
         return H
 
     def _graph_point(self, x: Any) -> Point:

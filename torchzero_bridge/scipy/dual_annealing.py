@@ -160,4 +160,9 @@ class DualAnnealingWrapper(GlobalWrapper):
             kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat, stacklevel=5)
         if self._wants_callback():
             kwargs["callback"] = result_callback(ctx, ("context",))
-        return dual_annealing(fun, Bounds(lo, hi), minimizer_kwargs=minimizer_kwargs, **kwargs)
+        try:
+            return dual_annealing(fun, Bounds(lo, hi), minimizer_kwargs=minimizer_kwargs, **kwargs)
+        except ValueError as exc:  # scipy gives up when every start it draws is non-finite: one policy for all
+            if "infinity" not in str(exc):
+                raise
+            return self._best_result(ctx, f"scipy stopped: {exc}")

@@ -4,17 +4,12 @@
 
 * :class:`~torchzero_bridge.zeroth_order.space.FlatSpace`: the parameters as one flat vector
   with per-group bounds and integer entries;
-* the incumbent: the best point seen and its loss. After every ``step`` the parameters hold
-  it and ``step`` returns its loss; if the closure raises, the parameters are restored to it;
-* evaluation of one point, or of a whole population in one vectorized call when the closure
-  is a :class:`~torchzero_bridge.BatchObjective` (one closure run per point otherwise);
-* the random generator (``seed=`` or ``generator=``) and everything above in
-  ``state_dict()``, so a loaded optimizer continues exactly where the saved one was.
+* the incumbent (best point seen): the parameters hold it after every ``step``, also one that raises;
+* evaluation of a point or a population (one call with a :class:`~torchzero_bridge.BatchObjective`);
+* the random generator (``seed=``/``generator=``) and all of the above in ``state_dict()``.
 
-The objective is assumed deterministic unless the method is built with ``stochastic=True``
-(walks, random searches, annealing): every step then first re-evaluates the incumbent, so one
-step compares losses of one minibatch (as (1+1)-evolution strategies do). If the parameters
-are changed from outside, the next ``step`` evaluates them and takes them as the incumbent.
+With ``stochastic=True`` (walks, searches, annealing) every step first re-evaluates the incumbent,
+so one step compares losses on one minibatch. Parameters changed from outside become the incumbent.
 
 A method that can make no further progress sets :attr:`DerivativeFreeOptimizer.converged`
 and warns once (:class:`~torchzero_bridge.errors.ConvergedWarning`); its later steps evaluate
@@ -51,7 +46,14 @@ from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.state import check_plain
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
-from torchzero_bridge.zeroth_order.space import INTEGER_OPTIMIZERS, FlatSpace, to_device, user_stacklevel, warn_ignored
+from torchzero_bridge.zeroth_order.space import (
+    INTEGER_OPTIMIZERS,
+    FlatSpace,
+    to_device,
+    user_stacklevel,
+    warn_ignored,
+    write_best,
+)
 
 __all__ = ["INTEGER_OPTIMIZERS", "STATE_KEY", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
 
@@ -195,21 +197,19 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         self._value = self._value_fn
         self._batch = closure if isinstance(closure, BatchObjective) else None
         self._at_best = True
-        try:
+        try:  # every write of the answer is inside: an interrupt never leaves a trial point
             self._sync_incumbent(space, st)
             if not st.get("converged", False):
                 self._step(space, st)
+            if not self._at_best:
+                write_best(space, st["best_x"])
         except BaseException:
             if st["best_x"] is not None:
-                space.write(st["best_x"])
+                write_best(space, st["best_x"])
             raise
         finally:
             self._value = None
             self._batch = None
-        if not self._at_best:
-            space.write(st["best_x"])
-            for p in space.flat.params:  # gradients from a trial point would not match the parameters
-                p.grad = None
         st["steps"] += 1
         return torch.tensor(st["best_f"], dtype=torch.float64)
 
@@ -318,7 +318,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         f = self._finite(self._value())
         st = self._dfo_state()
         st["nfev"] += 1
-        if f < st["best_f"] or (ties and f == st["best_f"]):
+        if f < st["best_f"] or (ties and f == st["best_f"] < math.inf):  # a non-finite loss never wins a tie
             st["best_x"], st["best_f"] = x, f
             self._at_best = True
         return f
@@ -343,7 +343,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
             i = int(torch.argmin(f))
             if ties:  # like one-by-one evaluation: the last of equal losses wins
                 i = int(torch.nonzero(f == f[i])[-1])
-            if f[i] < st["best_f"] or (ties and float(f[i]) == st["best_f"]):
+            if f[i] < st["best_f"] or (ties and float(f[i]) == st["best_f"] < math.inf):
                 st["best_x"], st["best_f"] = X[i].clone(), float(f[i])
                 self._at_best = False  # a batched pass does not touch the parameters
             return f

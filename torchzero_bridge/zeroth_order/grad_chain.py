@@ -184,12 +184,19 @@ class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
                     else:
                         for b, p in zip(before, params):
                             b.copy_(p)
-            out = stage.step(closure) if i == 0 and closure is not None else stage.step()
+            try:  # an error or interrupt inside a stage or the hand-on leaves the step's start point
+                out = stage.step(closure) if i == 0 and closure is not None else stage.step()
+                if hands_on:
+                    assert before is not None
+                    _hand_on(params, before)
+            except BaseException:
+                if hands_on and before is not None:
+                    with torch.no_grad():
+                        for p, b in zip(params, before):
+                            p.copy_(b)
+                raise
             if i == 0:
                 loss = out
-            if hands_on:
-                assert before is not None
-                _hand_on(params, before)
             if i < last and not _trustworthy(stage, out if i == 0 else None, params):
                 warnings.warn(
                     f"GradChain: optimizers[{i}] ({type(stage).__name__}) produced a non-finite loss or update; "

@@ -21,7 +21,7 @@ from torchzero_bridge._warn import user_stacklevel
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.errors import IgnoredOptionWarning
 
-__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "to_device", "user_stacklevel", "warn_ignored"]
+__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "to_device", "user_stacklevel", "warn_ignored", "write_best"]
 
 INTEGER_OPTIMIZERS = (
     "RandomSearch",
@@ -227,3 +227,18 @@ def to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, list):
         return [to_device(v, device) for v in obj]
     return obj
+
+
+def write_best(space: FlatSpace, best: torch.Tensor) -> None:
+    """Write the incumbent and drop gradients from trial points; a KeyboardInterrupt mid-write rewrites it."""
+    pending: BaseException | None = None
+    while True:
+        try:
+            space.write(best)
+            for p in space.flat.params:  # gradients from a trial point would not match the parameters
+                p.grad = None
+            break
+        except KeyboardInterrupt as exc:
+            pending = exc
+    if pending is not None:
+        raise pending

@@ -214,6 +214,9 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
                 NonFiniteLossWarning,
                 stacklevel=2,
             )
+            for group in self.param_groups:  # and no non-finite estimate is left in .grad
+                for p in group["params"]:
+                    p.grad = None
         elif self.opt is not None:
             self.opt.step()
             clamp_to_group_bounds(self.param_groups)  # the inner optimizer knows nothing of bounds
@@ -226,7 +229,8 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     ) -> float:
         """Fill each parameter's ``.grad`` with the estimate; return the loss for the step.
 
-        The parameters hold their original values afterwards (also when the closure raises).
+        The parameters hold their original values afterwards (also when the closure raises; ``.grad`` is then
+        ``None``, never a partial estimate; after a non-finite loss :meth:`step` also sets it to ``None``).
         The estimate is written into the existing ``.grad`` tensors when they fit (same shape,
         dtype and device), else into new ones; whatever the closure does to ``.grad`` is
         overwritten.
@@ -252,14 +256,16 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         owners = [(t, t.grad) for b in blocks for t in b.tensors]
         for t, _ in owners:
             t.grad = None
+        done = False
         try:
             with torch.no_grad():
                 loss = self._estimate(f, blocks)
+            done = True
         finally:
             self.nfev += f.count
             self._last_nonfinite = f.nonfinite
-            for t, g in owners:
-                t.grad = g
+            for t, g in owners:  # after an error the buffers hold a partial estimate: no gradient then
+                t.grad = g if done else None
         return loss
 
     # ------------------------------------------------------------------ scipy jac

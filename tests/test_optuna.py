@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from pg_helpers import fresh_database
 from scipy.optimize import rosen
 
 optuna = pytest.importorskip("optuna")
@@ -283,23 +283,9 @@ def test_workers_started_at_once_share_one_study(kind: str, n_workers: int, tmp_
 
 @pytest.mark.postgres
 def test_workers_share_one_study_on_postgresql(tmp_path: Path) -> None:
-    admin_url = os.environ.get("TZB_POSTGRES_URL")
-    if not admin_url:
-        pytest.skip("TZB_POSTGRES_URL is not set; .ci/run starts a throwaway PostgreSQL server and sets it")
-    import sqlalchemy
-
-    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    db = f"tzb_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{db}"'))
-    url = sqlalchemy.engine.make_url(admin_url).set(database=db).render_as_string(hide_password=False)
-    try:
+    with fresh_database() as url:
         results = run_workers(url, tmp_path, 3)
         check_shared_study(optuna.load_study(study_name="shared", storage=url), results, 6)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_open_study_joins_an_existing_study(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
+from pg_helpers import fresh_database
 
 optuna = pytest.importorskip("optuna")
 
@@ -116,22 +116,8 @@ def test_killed_worker_on_sqlite_is_failed_and_retried(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_killed_worker_on_postgresql_is_failed_and_retried(tmp_path: Path) -> None:
-    admin_url = os.environ.get("TZB_POSTGRES_URL")
-    if not admin_url:
-        pytest.skip("TZB_POSTGRES_URL is not set; .ci/run starts a throwaway PostgreSQL server and sets it")
-    import sqlalchemy
-
-    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    db = f"tzb_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{db}"'))
-    url = sqlalchemy.engine.make_url(admin_url).set(database=db).render_as_string(hide_password=False)
-    try:
+    with fresh_database() as url:
         check_recovery(url, "hb", tmp_path)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_heartbeats_are_recorded_only_while_a_trial_runs(tmp_path: Path) -> None:

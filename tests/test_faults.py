@@ -195,6 +195,10 @@ SEED = 20261203
 # (``__del__``, weakref callbacks) and reports it to ``sys.unraisablehook``; the test tells the two
 # cases apart. The parameter checks always run first and must hold in both.
 _LOST_IN_FINALIZER = "the KeyboardInterrupt was raised inside a finalizer, where CPython reports and drops it"
+_GRAD_MODE_LEFT_OFF = (
+    "autograd was left switched off: the interrupt landed while grad mode was being switched back "
+    "(torch.no_grad's __exit__ and the package's own toggles are Python code a signal can interrupt)"
+)
 _LOST_UNKNOWN = "the SIGINT never reached the caller and no finalizer reported it (cause not found)"
 
 
@@ -251,7 +255,11 @@ def _sigint_run(e: Entry, delay: float) -> str:
         finally:
             timer.join()
             sys.unraisablehook = hook
+            grad_mode_kept = torch.is_grad_enabled()
+            torch.set_grad_enabled(True)  # never let one interrupted run switch autograd off for later tests
     _check(e, model, opt, rec, start, snaps, lenient=True)  # the parameters are safe either way
+    if not grad_mode_kept:
+        return _GRAD_MODE_LEFT_OFF
     if caught:
         return ""
     return _LOST_IN_FINALIZER if dropped else _LOST_UNKNOWN

@@ -234,9 +234,9 @@ class FlatParams:
                 self._copy_slow(self._real[i].data, self._views[i])
             return
         enabled = torch.is_grad_enabled()
-        if enabled:
-            torch._C._set_grad_enabled(False)
-        try:
+        try:  # switched inside the try: an interrupt right after switching still switches back
+            if enabled:
+                torch._C._set_grad_enabled(False)
             if self._fast_params:
                 torch._foreach_copy_(self._fast_params, views)
             for i in self._slow:

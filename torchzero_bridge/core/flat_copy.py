@@ -171,9 +171,9 @@ class GradGather:
         """The gradients as a new flat float64 vector, or ``None`` if any is missing or unusual
         (``None``, sparse): then the caller copies tensor by tensor."""
         enabled = torch.is_grad_enabled()  # toggled by hand: a no_grad context costs more than the copies
-        if enabled:
-            torch._C._set_grad_enabled(False)
-        try:
+        try:  # switched inside the try: an interrupt right after switching still switches back
+            if enabled:
+                torch._C._set_grad_enabled(False)
             for members, scratch, dst in self.groups:
                 torch.stack([p.grad for p in members], out=scratch)  # type: ignore[misc]
                 if scratch.dtype != torch.float64:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.optimize as so
 import torch
+from closures import counting_closure
 
 import torchzero_bridge as tzb
 from torchzero_bridge.testing import Rosenbrock
@@ -24,19 +25,6 @@ from torchzero_bridge.zeroth_order import FDM
 
 X0 = np.array([-1.1, 2.5, 0.3, -0.7])
 EPS = np.finfo(np.float64).eps
-
-
-def counting_closure(model: torch.nn.Module, calls: dict[str, int]):
-    def closure(backward: bool = True) -> torch.Tensor:
-        calls["runs"] = calls.get("runs", 0) + 1
-        loss = model()
-        if backward:
-            calls["backward"] = calls.get("backward", 0) + 1
-            model.zero_grad()
-            loss.backward()
-        return loss
-
-    return closure
 
 
 def torch_fun(model_at):
@@ -116,7 +104,7 @@ def test_nit_after_a_timeout_is_the_iterations_that_ran(method) -> None:
     iterations = []
 
     def slow(backward: bool = True) -> torch.Tensor:
-        if calls.get("runs", 0) >= 12:
+        if calls.get("n", 0) >= 12:
             time.sleep(0.3)  # from the 13th run on, each run outlasts the timeout
         return inner(backward)
 
@@ -164,7 +152,7 @@ def test_shgo_sampling_points_are_value_only() -> None:
     # a local search computes the gradient with each value (SLSQP asks for most of them);
     # the sampling points get none
     assert calls["backward"] <= ref.nlfev
-    assert calls["runs"] - calls["backward"] >= 64
+    assert calls["n"] - calls["backward"] >= 64
 
 
 # ---------------------------------------------------------------------- bounds in local searches

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.optimize as so
 import torch
+from closures import counting_closure
 
 import torchzero_bridge as tzb
 from torchzero_bridge.testing import Rosenbrock
@@ -13,19 +14,6 @@ from torchzero_bridge.zeroth_order import FDM, SPSA, MeZO
 
 EPS = np.finfo(np.float64).eps
 X0 = np.array([-1.1, 2.5, 0.3, -0.7])
-
-
-def counting_closure(model: torch.nn.Module, calls: dict):
-    def closure(backward: bool = True) -> torch.Tensor:
-        calls["n"] = calls.get("n", 0) + 1
-        loss = model()
-        if backward:
-            calls["backward"] = calls.get("backward", 0) + 1
-            model.zero_grad()
-            loss.backward()
-        return loss
-
-    return closure
 
 
 @pytest.mark.parametrize("method", ["BFGS", "L-BFGS-B", "CG"])

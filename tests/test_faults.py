@@ -128,7 +128,8 @@ def _check(
         _check_grad(e, model)
     else:
         trial = [p for p in rec.points if not any(torch.equal(p, s) for s in snaps)]
-        assert torch.equal(x, snaps[-1]) or not any(torch.equal(x, p) for p in trial), (
+        last = snaps[-1] if snaps else start  # an interrupt before the first step: the start itself
+        assert torch.equal(x, last) or not any(torch.equal(x, p) for p in trial), (
             f"{e.name}: parameters left at a perturbed trial point {x.tolist()}"
         )
         for p in model.parameters():

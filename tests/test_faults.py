@@ -71,8 +71,11 @@ class Recorder:
         loss = self.model()
         if what == "nan":
             loss = loss * math.nan
+        value = float(loss)
+        # one append per list and the loss first: a SIGINT between them leaves a loss without a point
+        # (never read), not a point without its loss
+        self.losses.append(value)
         self.points.append(x)
-        self.losses.append(float(loss))
         if backward and torch.is_grad_enabled():
             loss.backward()
         return loss

@@ -17,6 +17,7 @@ import torch
 import torchzero_bridge as tzb
 from torchzero_bridge.testing.global_functions import Rastrigin, rastrigin
 from torchzero_bridge.testing.registry import ENTRIES, Entry
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 
 WHOLE_RUN = [e for e in ENTRIES if e.name.split("[")[0] != "MinimizeWrapper" and e.name.endswith(("Wrapper", "]"))]
 WHOLE_RUN = [e for e in WHOLE_RUN if issubclass(getattr(tzb, e.name.split("[")[0]), tzb.BridgeOptimizer)]
@@ -83,3 +84,34 @@ def test_the_record_is_in_the_state_dict() -> None:
     other = make(Rastrigin.at([2.0, 2.0, 2.0]).parameters())
     other.load_state_dict(opt.state_dict())
     np.testing.assert_array_equal(other._best_x, best["x"].numpy())
+
+
+DFO = [e for e in ENTRIES if issubclass(type(e.factory([torch.zeros(1, requires_grad=True)])), DerivativeFreeOptimizer)]
+
+
+def test_every_derivative_free_optimizer_is_checked() -> None:
+    assert {"SwarmOfOptimizers", "ParticleSwarm", "RandomWalk"} <= {e.name for e in DFO}
+
+
+@pytest.mark.parametrize("e", DFO, ids=lambda e: e.name)
+def test_after_every_step_of_a_search_the_parameters_hold_the_best_point_evaluated(e: Entry) -> None:
+    """Checked after each of 8 steps: a member optimizer of SwarmOfOptimizers used to leave its own update."""
+    model = e.problem()
+    opt = e.factory(model.parameters())
+    seen: list[tuple[float, torch.Tensor]] = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        opt.zero_grad()
+        loss = model()
+        if backward and torch.is_grad_enabled():
+            loss.backward()
+        seen.append((float(loss.detach()), torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()])))
+        return loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in range(8):
+            loss = float(opt.step(closure))
+            now = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+            assert loss == min(f for f, _ in seen), f"step {k + 1}"
+            assert any(torch.equal(now, x) for f, x in seen if f == loss), f"step {k + 1}: not at the best point"

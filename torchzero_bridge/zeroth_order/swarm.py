@@ -171,6 +171,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
             space.write(X[i])
             self._member_best = math.inf
             member.step(closure)
+            self._at_best = False  # the member moved the parameters after its last evaluation
             X[i] = space.project(space.read())
             fitness[i] = self._member_best
         self._replace_laggards(space, st)

@@ -23,18 +23,18 @@ import torch
 from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
+from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.estimators.walk import Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
-from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
 __all__ = ["RandomGrad"]
 
 
-class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
+class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     """Perturb, compare, and hand ``±perturbation`` to an optimizer as the gradient.
 
     One step: evaluate ``f(x)``; draw a direction ``d`` and evaluate ``f(x + lr·d)``; restore

@@ -47,10 +47,10 @@ import torch
 from torchzero_bridge._checks import check_positive
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
+from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
-from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
 __all__ = ["Block", "GradientEstimator", "ParamsArg"]
 
@@ -75,7 +75,7 @@ class Block:
     tensors: list[torch.Tensor]
 
 
-class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
+class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     """Base class: a zeroth-order gradient estimator that is also a ``torch.optim.Optimizer``.
 
     Subclasses implement :meth:`_estimate`. See the module docstring for the three ways

@@ -34,12 +34,12 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
@@ -50,7 +50,6 @@ from torchzero_bridge.zeroth_order.space import (
     INTEGER_OPTIMIZERS,
     FlatSpace,
     to_device,
-    user_stacklevel,
     warn_ignored,
     write_best,
 )
@@ -260,11 +259,10 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if st.get("converged", False):
             return
         st["converged"] = True
-        warnings.warn(
+        warn_user(
             f"{type(self).__name__} has converged ({why}); later steps evaluate nothing and return the best loss: "
             "stop on `opt.converged`",
             ConvergedWarning,
-            stacklevel=user_stacklevel(),
         )
 
     def _generator(self, space: FlatSpace) -> torch.Generator:
@@ -359,7 +357,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             what = f"{type(self).__name__}: the closure returned a non-finite loss ({f});"
-            warnings.warn(f"{what} such points are treated as +inf and never kept", NonFiniteLossWarning, 4)
+            warn_user(f"{what} such points are treated as +inf and never kept", NonFiniteLossWarning)
         return math.inf
 
     # ------------------------------------------------------------------ internals

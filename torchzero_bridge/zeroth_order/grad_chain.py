@@ -22,12 +22,12 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_groups_disjoint
 from torchzero_bridge.core.state import StatefulOptimizer
@@ -198,11 +198,10 @@ class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             if i == 0:
                 loss = out
             if i < last and not _trustworthy(stage, out if i == 0 else None, params):
-                warnings.warn(
+                warn_user(
                     f"GradChain: optimizers[{i}] ({type(stage).__name__}) produced a non-finite loss or update; "
                     "the later stages were skipped and the parameters left as they were",
                     NonFiniteLossWarning,
-                    stacklevel=2,
                 )
                 for p in params:
                     p.grad = None

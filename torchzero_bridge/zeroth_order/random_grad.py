@@ -14,13 +14,13 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
 from torchzero_bridge.core.state import StatefulOptimizer
@@ -140,11 +140,10 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         elif not getattr(self, "_has_opt", False):
             unused = sorted(set(group) - {"params", "param_names", "lr"})
             if unused:
-                warnings.warn(
+                warn_user(
                     f"RandomGrad: param-group option(s) {unused} are not used: without an inner optimizer "
                     "(opt=None) only the group option 'lr' applies",
                     IgnoredOptionWarning,
-                    stacklevel=3,
                 )
 
     def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -177,11 +176,10 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         lrs = [float(g["lr"]) for g in self.param_groups for _ in g["params"]]
         f0 = f()
         if not math.isfinite(f0):
-            warnings.warn(
+            warn_user(
                 f"RandomGrad: the closure returned a non-finite loss ({f0}) at the current point; no update was "
                 "applied",
                 NonFiniteLossWarning,
-                stacklevel=3,
             )
             return f0, False
         best_seed: int | None = None

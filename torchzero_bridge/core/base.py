@@ -182,7 +182,7 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
             on_eval=bar.update,
             on_evals=bar.update_many,
             nonfinite=self.nonfinite,
-            **self._objective_options(),  # type: ignore[arg-type]
+            **self._objective_options(),
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
         watch = StartWatch(objective, x0) if self._answer_is_best() else None

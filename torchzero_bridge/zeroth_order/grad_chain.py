@@ -162,7 +162,7 @@ class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
                 out[owners[-1]][key] = value
         return out
 
-    def step(self, closure: Callable[..., Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[..., Any] | None = None) -> Any:
         """Run every stage once.
 
         Args:

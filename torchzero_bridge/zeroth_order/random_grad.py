@@ -208,7 +208,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             piece_of(grads[i], sl).copy_(d).mul_(sign)
         if self.opt is None:
             for p, lr in zip(tensors, lrs):
-                p.sub_(p.grad, alpha=lr)  # type: ignore[arg-type]
+                p.sub_(p.grad, alpha=lr)
         return f0, True
 
     def _draw_seed(self) -> int:

@@ -135,6 +135,7 @@ def _stepped_walk() -> tuple[torch.Tensor, tzb.RandomWalk, dict[str, Any]]:
         (lambda sd: sd[KEY].update(format=True), r"format True is not supported"),
         (lambda sd: sd[KEY].update(extra=1), r"expected the keys \['class', 'format', 'state'\]"),
         (lambda sd: sd.update({KEY: [1]}), r"expected the keys .* got list"),
+        (lambda sd: sd[KEY].update({1: 0}), r"expected the keys .* got \['1', 'class'"),
         (lambda sd: sd[KEY].update({"class": "SimulatedAnnealing"}), r"saved by 'SimulatedAnnealing', not by a"),
         (lambda sd: sd[KEY].update(state=[1]), r"\['state'\]: expected a dict, got list"),
         (lambda sd: sd["state"].update(junk={}), r"keys must be parameter indices, got 'junk'"),

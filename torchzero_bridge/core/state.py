@@ -220,7 +220,7 @@ def _take_entry(opt: torch.optim.Optimizer, sd: dict[str, Any]) -> dict[str, Any
     check_plain(sd)  # before torch deep-copies anything: nothing below can run code
     sd = dict(sd)
     if not isinstance(sd.get("state"), dict) or not isinstance(sd.get("param_groups"), list):
-        raise ValueError(f"state_dict: expected torch's 'state' dict and 'param_groups' list, got keys {sorted(sd)}")
+        raise ValueError(f"state_dict: expected torch's 'state' dict and 'param_groups' list, got keys {_keys(sd)}")
     own = _entry(opt, sd)
     bad = [k for k in sd["state"] if type(k) is not int]
     if bad:
@@ -242,11 +242,11 @@ def _entry(opt: StatefulOptimizer, sd: dict[str, Any]) -> dict[str, Any]:
             return sd["state"].pop(_LEGACY_IN_STATE)
         raise ValueError(
             f"state_dict: no {KEY!r} entry; this state was not saved by a torchzero_bridge optimizer "
-            f"(keys: {sorted(sd)})"
+            f"(keys: {_keys(sd)})"
         )
     entry = sd.pop(KEY)
-    if not isinstance(entry, dict) or sorted(entry) != ["class", "format", "state"]:
-        got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+    if not isinstance(entry, dict) or set(entry) != {"class", "format", "state"}:
+        got = _keys(entry) if isinstance(entry, dict) else type(entry).__name__
         raise ValueError(f"state_dict[{KEY!r}]: expected the keys ['class', 'format', 'state'], got {got}")
     if entry["format"] != FORMAT or type(entry["format"]) is not int:
         got = entry["format"]
@@ -257,6 +257,10 @@ def _entry(opt: StatefulOptimizer, sd: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(entry["state"], dict):
         raise ValueError(f"state_dict[{KEY!r}]['state']: expected a dict, got {type(entry['state']).__name__}")
     return entry["state"]
+
+
+def _keys(d: dict[Any, Any]) -> list[str]:
+    return sorted(map(str, d))
 
 
 def _restore_entry(opt: torch.optim.Optimizer) -> None:

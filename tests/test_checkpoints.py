@@ -155,7 +155,7 @@ class Payload:
 def _injected(state: dict[str, Any], payload: Any) -> list[dict[str, Any]]:
     """Copies of ``state`` with ``payload`` in one field each: new keys, the old blob fields, inside values."""
     variants = []
-    for section in ("bridge", "zeroth_order", "state", None):
+    for section in ("torchzero_bridge", "bridge", "zeroth_order", "state", None):
         if section is not None and not isinstance(state.get(section), dict):
             continue
         for key in ("nevergrad", "sampler", "trials", "payload"):
@@ -200,11 +200,15 @@ def test_pickle_payload_in_any_field_never_runs(name: str, tmp_path: Path) -> No
 
 
 def test_bridge_state_with_bytes_is_refused_by_name() -> None:
-    """The old formats' nevergrad/optuna blobs are refused, not unpickled."""
+    """The old formats' nevergrad/optuna blobs are refused, not unpickled, in the current layout and the old one."""
     w = torch.zeros(2, dtype=torch.float64)
     opt = tzb.NevergradWrapper([w], "OnePlusOne", budget=6, seed=0)
     opt.step(lambda backward=True: (w**2).sum())
     sd = opt.state_dict()
-    sd["bridge"]["nevergrad"] = pickle.dumps(("anything",))
-    with pytest.raises(TypeError, match=r"state_dict\['bridge'\]\['nevergrad'\].*bytes"):
+    sd["torchzero_bridge"]["state"]["nevergrad"] = pickle.dumps(("anything",))
+    with pytest.raises(TypeError, match=r"state_dict\['torchzero_bridge'\]\['state'\]\['nevergrad'\].*bytes"):
         tzb.NevergradWrapper([w], "OnePlusOne", budget=6).load_state_dict(sd)
+    old = {k: v for k, v in sd.items() if k != "torchzero_bridge"}
+    old["bridge"] = sd["torchzero_bridge"]["state"]
+    with pytest.raises(TypeError, match=r"state_dict\['bridge'\]\['nevergrad'\].*bytes"):
+        tzb.NevergradWrapper([w], "OnePlusOne", budget=6).load_state_dict(old)

@@ -116,7 +116,7 @@ def test_every_estimator_takes_a_constructed_opt_and_checkpoints_it(make) -> Non
     est = build(w)
     run(est, w, 5)
     saved, saved_w = copy.deepcopy(est.state_dict()), w.detach().clone()
-    assert saved["zeroth_order"]["opt"]["state"][0]["step"] == 5
+    assert saved["torchzero_bridge"]["state"]["opt"]["state"][0]["step"] == 5
     run(est, w, 5)
     w2 = saved_w.clone().requires_grad_(True)
     est2 = build(w2)

@@ -150,7 +150,7 @@ class TestSequentialSearch:
         opt.step(spy)  # coordinate 1 is already optimal: no improvement, its spacing halves
         opt.step(spy)  # coordinate 2: 0 + {-0.5, -0.25, 0.25, 0.5}
         assert flat_values(model).tolist() == [0.5, 0.5, 0.5]
-        assert opt.state["derivative_free"]["scales"].tolist() == [2.0, 0.5, 2.0]
+        assert opt.method_state["scales"].tolist() == [2.0, 0.5, 2.0]
         before = len(spy.xs)
         opt.step(spy)  # coordinate 0 again, spacing 0.25 * 2 = 0.5
         assert [x[0] for x in spy.xs[before:]] == [-0.5, 0.0, 1.0, 1.5]

@@ -74,7 +74,7 @@ def test_random_walk_adapt_follows_the_success_rule() -> None:
     opt = tzb.RandomWalk([x], lr=1.0, adapt=2.0, target_rate=0.2, on_reject="undo", seed=0)
     opt.step(_decreasing())
     opt.step(_decreasing())  # a fresh counter restarts at 0, above the incumbent -1: the move fails
-    st = opt.state["derivative_free"]
+    st = opt.method_state
     assert st["scale"] == pytest.approx(2.0 * 2.0 ** (-0.25))
 
 
@@ -102,7 +102,7 @@ def test_annealing_cools_and_keeps_the_best_while_the_chain_wanders() -> None:
     for _ in range(20):
         loss = float(opt.step(spy))
     assert opt.temperature == pytest.approx(100.0 * 0.9**20)
-    st = opt.state["derivative_free"]
+    st = opt.method_state
     assert st["current_f"] > loss  # the hot chain accepted uphill moves ...
     assert loss == min(spy.fs)  # ... while the parameters hold the best point seen
     assert PROBLEMS["rastrigin"].numpy_f(flat_values(model)) == pytest.approx(loss)
@@ -114,7 +114,7 @@ def test_annealing_at_zero_temperature_only_descends() -> None:
     closure = make_closure(model)
     for _ in range(30):
         opt.step(closure)
-        st = opt.state["derivative_free"]
+        st = opt.method_state
         assert st["current_f"] == st["best_f"]
 
 
@@ -135,7 +135,7 @@ def test_evolution_strategy_plus_selection_never_loses_parents() -> None:
     worst = math.inf
     for _ in range(30):
         opt.step(closure)
-        fitness = opt.state["derivative_free"]["fitness"]
+        fitness = opt.method_state["fitness"]
         assert float(fitness.max()) <= worst
         worst = float(fitness.max())
 
@@ -146,7 +146,7 @@ def test_evolution_strategy_self_adapts_step_sizes() -> None:
     closure = make_closure(model)
     for _ in range(80):
         opt.step(closure)
-    sigmas = opt.state["derivative_free"]["sigmas"]
+    sigmas = opt.method_state["sigmas"]
     assert float(sigmas.max()) < 1e-3  # shrank with the distance to the minimum
     assert opt.best_loss < 1e-8
 
@@ -169,7 +169,7 @@ class TestSwarmOfOptimizers:
         )
         closure = make_closure(model)
         opt.step(closure)
-        st = opt.state["derivative_free"]
+        st = opt.method_state
         before = st["positions"].clone()
         members = list(opt.members)
         opt.step(closure)  # SGD with lr=0 does not move: only replacements change positions
@@ -188,7 +188,7 @@ class TestSwarmOfOptimizers:
         )
         closure = make_closure(model)
         opt.step(closure)
-        st = opt.state["derivative_free"]
+        st = opt.method_state
         before = st["positions"].clone()
         opt.step(closure)
         best = before[int(torch.argmin(st["fitness"]))]
@@ -232,7 +232,7 @@ def test_adapted_walk_says_when_its_step_can_no_longer_move(cls) -> None:
             opt.step(plateau)
     # the scale falls by 2 ** -0.25 per rejected step: 0.1 -> below 0.05 * 2 ** -53 in about 230 steps
     assert opt.converged and opt.nfev < 1000
-    step = 0.1 * opt.state["derivative_free"]["scale"]
+    step = 0.1 * opt.method_state["scale"]
     assert step < 0.05 * 2.0**-52 and w.tolist() == [0.05, -0.05]
     ran = len(calls)
     opt.step(plateau)

@@ -249,7 +249,7 @@ def test_warm_start_continues_from_the_last_population() -> None:
     model, opt = _fresh(warm_start=True, rng=5)
     opt.step(plain_closure(model))
     saved = opt.state_dict()
-    assert saved["bridge"]["population"].shape == (45, 3)
+    assert saved["torchzero_bridge"]["state"]["population"].shape == (45, 3)
     opt.step(plain_closure(model))
 
     gen = np.random.default_rng(5)

@@ -446,7 +446,7 @@ def test_steps_never_end_worse_than_they_started_tbpsa_rastrigin() -> None:
     assert losses == expected
     assert losses == sorted(losses, reverse=True)
     assert rastrigin_np(w.numpy()) == losses[-1]
-    assert float(opt.state_dict()["bridge"]["best"]["f"]) == losses[-1]
+    assert float(opt.state_dict()["torchzero_bridge"]["state"]["best"]["f"]) == losses[-1]
 
 
 def test_start_point_wins_when_nothing_beats_it() -> None:
@@ -491,7 +491,7 @@ def test_replay_that_diverges_is_a_clear_error() -> None:
     opt = tzb.NevergradWrapper([w], "OnePlusOne", budget=20, seed=1)
     opt.step(lambda backward=True: sphere(w.numpy()))
     state = opt.state_dict()
-    state["bridge"]["nevergrad"]["seed"] = 2  # another seed: the first random ask differs
+    state["torchzero_bridge"]["state"]["nevergrad"]["seed"] = 2  # another seed: the first random ask differs
     with pytest.raises(RuntimeError, match="does not replay deterministically"):
         tzb.NevergradWrapper([w], "OnePlusOne", budget=20).load_state_dict(state)
 
@@ -511,7 +511,7 @@ def test_state_without_seed_still_replays() -> None:
     opt = tzb.NevergradWrapper([w], "CMA", budget=40, evals_per_step=10)
     opt.step(lambda backward=True: sphere(w.numpy()))
     state = opt.state_dict()
-    assert isinstance(state["bridge"]["nevergrad"]["seed"], int)
+    assert isinstance(state["torchzero_bridge"]["state"]["nevergrad"]["seed"], int)
     w2 = w.clone()
     other = tzb.NevergradWrapper([w2], "CMA", budget=40, evals_per_step=10)
     other.load_state_dict(state)

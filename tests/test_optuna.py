@@ -121,7 +121,8 @@ def test_state_dict_resumes_a_study_on_sqlite(tmp_path: Path) -> None:
     opt = tzb.OptunaWrapper(bounded(w), n_trials=8, storage=url, study_name="resume", seed=0)
     opt.step(lambda backward=True: rosen(w.numpy()))
     state = opt.state_dict()
-    assert state["bridge"]["storage_url"] == url and "trials" not in state["bridge"]
+    own = state["torchzero_bridge"]["state"]
+    assert own["storage_url"] == url and "trials" not in own
     w2 = torch.zeros(2, dtype=torch.float64)
     opt2 = tzb.OptunaWrapper(bounded(w2), n_trials=8)
     opt2.load_state_dict(state)
@@ -309,7 +310,7 @@ def test_checkpoint_trial_attributes_optuna_would_unpickle_are_refused(tmp_path:
     opt = make()
     opt.step(lambda backward=True: (w**2).sum())
     state = opt.state_dict()
-    state["bridge"]["trials"][1]["system_attrs"]["cma:optimizer:0"] = pickle.dumps(Payload()).hex()
+    state["torchzero_bridge"]["state"]["trials"][1]["system_attrs"]["cma:optimizer:0"] = pickle.dumps(Payload()).hex()
     with pytest.raises(ValueError, match="cma:optimizer:0"):
         make().load_state_dict(state)
     assert not (tmp_path / "ran").exists()

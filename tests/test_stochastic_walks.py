@@ -105,7 +105,7 @@ def test_simulated_annealing_refreshes_its_chain_point_too() -> None:
 
     for _ in range(30):
         opt.step(closure)
-    st = opt.state["derivative_free"]
+    st = opt.method_state
     best, current = st["best_x"].tolist(), st["current"].tolist()
     assert best != current  # hot chain: it wandered off the best point
     before = len(points)

@@ -79,7 +79,7 @@ def test_the_record_is_in_the_state_dict() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loss = float(opt.step(lambda backward=True: model()))
-    best = opt.state_dict()["bridge"]["best"]
+    best = opt.state_dict()["torchzero_bridge"]["state"]["best"]
     assert isinstance(best["x"], torch.Tensor) and best["f"] == loss
     other = make(Rastrigin.at([2.0, 2.0, 2.0]).parameters())
     other.load_state_dict(opt.state_dict())

@@ -287,7 +287,7 @@ def test_state_dict_round_trip_with_constructed_stages() -> None:
     for _ in range(5):
         chain.step(grad_closure(w, chain))
     saved_w, saved = w.detach().clone(), chain.state_dict()
-    assert saved["zeroth_order"]["stages"][1]["state"][0]["step"] == 5  # Adam's own state is carried
+    assert saved["torchzero_bridge"]["state"]["stages"][1]["state"][0]["step"] == 5  # Adam's own state is carried
     for _ in range(5):
         chain.step(grad_closure(w, chain))
     w2 = saved_w.clone().requires_grad_(True)

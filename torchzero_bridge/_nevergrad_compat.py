@@ -45,7 +45,7 @@ def unwrap_scalar(value: Any) -> float:
 def numpy_refuses_size1_float() -> bool:
     """True when this numpy raises on ``float(np.ones(1))`` (numpy >= 2.4)."""
     try:
-        _builtin_float(np.ones(1))  # type: ignore[arg-type]
+        _builtin_float(np.ones(1))
     except TypeError:
         return True
     return False
@@ -63,7 +63,7 @@ def patch_metamodel_scalar() -> bool:
     from nevergrad.optimization import metamodel
 
     if getattr(metamodel, "float", None) is not unwrap_scalar:
-        metamodel.float = unwrap_scalar  # type: ignore[attr-defined]  # shadows the builtin in that module only
+        metamodel.float = unwrap_scalar  # shadows the builtin in that module only
     return True
 
 

@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from torchzero_bridge._checks import check_int, check_positive, check_seed
 from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace, suggest_names
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge._preload import nevergrad_step_imports, preload
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
@@ -228,10 +228,9 @@ class NevergradWrapper(BridgeOptimizer):
             outside = (x0 < lo) | (x0 > hi)
             if outside.any():
                 k = int(np.flatnonzero(outside)[0])
-                warnings.warn(
+                warn_user(
                     f"the starting point is outside the bounds at {int(outside.sum())} entries "
-                    f"(first: {flat.locate(k)}); nevergrad starts from it clipped into the bounds",
-                    stacklevel=5,
+                    f"(first: {flat.locate(k)}); nevergrad starts from it clipped into the bounds"
                 )
                 x0 = np.clip(x0, lo, hi)
         # without a seed one is drawn here, so that a checkpoint can rebuild the run from it

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +38,7 @@ from torchzero_bridge._optuna_run import (
     trials_from_plain,
     trials_to_plain,
 )
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
 from torchzero_bridge.core.threads import ThreadsSpec
@@ -219,10 +219,9 @@ class OptunaWrapper(BridgeOptimizer):
         elif not isinstance(sampler, opt.samplers.BaseSampler):
             raise TypeError(f"sampler: expected an optuna sampler or None, got {type(sampler).__name__}")
         elif seed is not None:
-            warnings.warn(
+            warn_user(
                 "seed is ignored when a sampler is given; seed the sampler itself (e.g. TPESampler(seed=...))",
                 IgnoredOptionWarning,
-                stacklevel=2,
             )
         super().__init__(
             params,
@@ -316,10 +315,9 @@ class OptunaWrapper(BridgeOptimizer):
         outside = (x0 < space.lo) | (x0 > space.hi)
         if outside.any():
             k = int(np.flatnonzero(outside)[0])
-            warnings.warn(
+            warn_user(
                 f"the starting point is outside the bounds at {int(outside.sum())} entries "
-                f"(first: {flat.locate(k)}); the first trial uses it clipped into the bounds",
-                stacklevel=6,
+                f"(first: {flat.locate(k)}); the first trial uses it clipped into the bounds"
             )
         x = np.clip(x0, space.lo, space.hi)
         ctx.check_deadline()

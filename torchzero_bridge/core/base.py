@@ -44,7 +44,7 @@ from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolv
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.progress import Progress
 from torchzero_bridge.core.start import StartWatch, note
-from torchzero_bridge.core.state import check_plain, from_plain, to_plain
+from torchzero_bridge.core.state import StatefulOptimizer, from_plain, to_plain
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
 __all__ = ["BridgeOptimizer", "SolveContext", "materialize_params"]
@@ -82,7 +82,7 @@ class SolveContext:
         self.objective.check_deadline()
 
 
-class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
+class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
     """Base class of every wrapper around an external solver.
 
     Args:
@@ -182,7 +182,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
             on_eval=bar.update,
             on_evals=bar.update_many,
             nonfinite=self.nonfinite,
-            **self._objective_options(),  # type: ignore[arg-type]
+            **self._objective_options(),
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
         watch = StartWatch(objective, x0) if self._answer_is_best() else None
@@ -207,35 +207,17 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
             bar.close()
         return torch.tensor(loss, dtype=torch.float64)
 
-    def state_dict(self) -> dict[str, Any]:
-        """torch's optimizer state plus the wrapper's own, as tensors and plain Python values.
+    def _extra_state(self) -> dict[str, Any]:
+        """:meth:`_bridge_state` as plain values (numpy arrays as tensors).
 
-        Numpy arrays become tensors; objects that cannot be saved as plain data (callables,
-        scipy's ``LbfgsInvHessProduct`` in ``result.hess_inv``...) are left out, and loading
-        keeps the ones this optimizer was constructed with. The state loads with
-        ``torch.load(path)`` (``weights_only=True``).
-
-        Raises:
-            TypeError: a param group option that is not plain data (named).
+        Objects that cannot be saved as plain data (callables, scipy's ``LbfgsInvHessProduct``
+        in ``result.hess_inv``...) are left out; loading keeps the ones this optimizer was
+        constructed with.
         """
-        sd = super().state_dict()
-        sd["param_groups"] = to_plain(sd["param_groups"], where="param_groups")
-        sd["bridge"] = to_plain(self._bridge_state(), drop_objects=True, where="bridge")
-        return sd
+        return to_plain(self._bridge_state(), drop_objects=True, where="state")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved.
-
-        The state is checked first: anything but tensors and plain Python values (e.g. bytes
-        or objects placed in it) is refused with a ``TypeError`` before any of it is used, so
-        loading never unpickles or runs anything.
-        """
-        check_plain(state_dict)
-        state_dict = dict(state_dict)
-        bridge = state_dict.pop("bridge", None)
-        super().load_state_dict(state_dict)
-        if bridge is not None:
-            self._load_bridge_state(from_plain(bridge))
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        self._load_bridge_state(from_plain(state))
 
     # ------------------------------------------------------------------ for subclasses
     def _solve(self, ctx: SolveContext) -> OptimizeResult:

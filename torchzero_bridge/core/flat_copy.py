@@ -35,7 +35,7 @@ _NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.flo
 def _span(base: int, count: int, dtype: np.dtype) -> np.ndarray:
     """A writable numpy array of ``count`` items of ``dtype`` starting at byte address ``base``."""
     holder = type("_Span", (), {})()
-    holder.__array_interface__ = {  # type: ignore[attr-defined]
+    holder.__array_interface__ = {
         "shape": (count,),
         "typestr": dtype.str,
         "data": (base, False),

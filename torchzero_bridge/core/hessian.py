@@ -199,7 +199,7 @@ class HessianProducts:
             h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
             g0 = self._evaluate(x, True).g if source is None else source(x)  # the solver's own, not counted
             g1 = probe(x + h * v)
-            return (g1 - g0) / h  # type: ignore[operator]
+            return (g1 - g0) / h
         h = self.flat.eps ** (1.0 / 3.0) * (1.0 + xnorm) / vnorm
         g1 = probe(x + h * v)
         g2 = probe(x - h * v)

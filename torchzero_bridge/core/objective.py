@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.closure import ClosureAdapter
 from torchzero_bridge.core.flat import FlatParams
@@ -115,11 +115,10 @@ class Objective(HessianProducts):
         self.adapter = ClosureAdapter(closure)
         self.batch: BatchObjective | None = closure if isinstance(closure, BatchObjective) else None
         if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
-            warnings.warn(
+            warn_user(
                 "exact Hessian-vector products need a closure that accepts `backward` "
                 "(def closure(backward=True)) or a closure object with .model and .loss(model); "
-                "this closure has neither, so hvp_method='central' finite differences are used",
-                stacklevel=3,
+                "this closure has neither, so hvp_method='central' finite differences are used"
             )
             hvp_method = "central"
         self.hvp_method: HvpMethod = hvp_method
@@ -384,11 +383,10 @@ class Objective(HessianProducts):
     def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
         self.n_nonfinite += 1
         if self.n_nonfinite == 1:
-            warnings.warn(
+            warn_user(
                 f"the closure returned a non-finite loss ({f}); such points are never kept as the "
                 f"answer (nonfinite={self.nonfinite!r})",
                 NonFiniteLossWarning,
-                stacklevel=4,
             )
         if self.nonfinite == "raise":
             raise FloatingPointError(f"the closure returned a non-finite loss ({f})")

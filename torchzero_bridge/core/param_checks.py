@@ -22,13 +22,12 @@ Example:
 from __future__ import annotations
 
 import difflib
-import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.errors import IgnoredOptionWarning
 
 __all__ = [
@@ -153,14 +152,6 @@ def check_groups_disjoint(param_groups: Sequence[Mapping[str, Any]]) -> None:
     check_no_overlap(*group_labels(param_groups))
 
 
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that points a warning at the first frame outside this package."""
-    level, frame = 2, sys._getframe(2)
-    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith(("torchzero_bridge.", "torch.")):
-        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
-    return level
-
-
 class GroupOptionsChecked(torch.optim.Optimizer):
     """``torch.optim.Optimizer`` whose ``add_param_group`` warns about keys it will never read.
 
@@ -230,10 +221,9 @@ def warn_unknown_group_keys(group: Mapping[str, Any], known: Mapping[str, Any], 
     for key in unknown:
         close = difflib.get_close_matches(str(key), sorted(map(str, known)), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"it reads {sorted(map(str, known))}"
-        warnings.warn(
+        warn_user(
             f"{owner}: param_groups[{index}] option {key!r} is not used by {owner} and is ignored ({hint})",
             IgnoredOptionWarning,
-            stacklevel=_user_stacklevel(),
         )
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import Objective
 from torchzero_bridge.errors import IgnoredOptionWarning
@@ -97,7 +97,7 @@ def warn_unused_hvp_method(args: Mapping[str, Any], info: MethodInfo | None, hvp
         why = "the given hess/hessp is used instead"
     else:
         why = f"method {info.name} gets no built-in Hessian with jac={args.get('jac')!r}"
-    warnings.warn(f"hvp_method={hvp_method!r} is ignored: {why}", IgnoredOptionWarning, stacklevel=4)
+    warn_user(f"hvp_method={hvp_method!r} is ignored: {why}", IgnoredOptionWarning)
 
 
 def minimize_callables(
@@ -169,7 +169,7 @@ def minimize_callables(
     return fun, kwargs
 
 
-def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams, stacklevel: int = 2) -> np.ndarray:
+def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams) -> np.ndarray:
     """Return ``x0`` clipped into ``[lo, hi]``, warning (naming the first entry) when it was outside.
 
     Args:
@@ -177,7 +177,6 @@ def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams,
         lo: lower bounds (``-inf`` = none).
         hi: upper bounds (``inf`` = none).
         flat: the parameter layout (names the offending entry).
-        stacklevel: passed to ``warnings.warn``.
 
     Example:
         >>> import numpy as np, torch
@@ -190,10 +189,9 @@ def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams,
     if not outside.any():
         return x0
     k = int(np.flatnonzero(outside)[0])
-    warnings.warn(
+    warn_user(
         f"the starting point is outside the bounds at {int(outside.sum())} entries "
-        f"(first: {flat.locate(k)}); it was clipped into the bounds",
-        stacklevel=stacklevel + 1,
+        f"(first: {flat.locate(k)}); it was clipped into the bounds"
     )
     return np.clip(x0, lo, hi)
 
@@ -260,11 +258,7 @@ def _validate_jac(jac: Any, info: MethodInfo) -> None:
         raise ValueError("jac='cs' (complex step) cannot pass through a torch closure; use True or '3-point'")
     if not info.gradient:
         if jac is True or callable(jac) or (isinstance(jac, str) and jac in _FD_JAC):
-            warnings.warn(
-                f"method {info.name} uses no gradient; jac={jac!r} is ignored",
-                IgnoredOptionWarning,
-                stacklevel=4,
-            )
+            warn_user(f"method {info.name} uses no gradient; jac={jac!r} is ignored", IgnoredOptionWarning)
         return
     resolve_jac(jac, info)
 
@@ -308,7 +302,7 @@ def _resolve_method(args: dict[str, Any]) -> MethodInfo:
 
 def _warn_ignored(args: dict[str, Any], info: MethodInfo) -> None:
     def warn(what: str) -> None:
-        warnings.warn(f"method {info.name} {what}", IgnoredOptionWarning, stacklevel=5)
+        warn_user(f"method {info.name} {what}", IgnoredOptionWarning)
 
     if info.hess is None:
         for key in ("hess", "hessp"):

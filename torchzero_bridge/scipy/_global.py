@@ -19,7 +19,6 @@ import copy
 import inspect
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from scipy.optimize import Bounds, OptimizeResult  # noqa: F401  (Bounds: used in the doctest)
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback, materialize_params
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy
@@ -144,11 +144,10 @@ class GlobalWrapper(BridgeOptimizer):
         check_solver_options(self.solver.__name__, kwargs, type(self).__name__, self.options_name)
         minimizer_args = self._preprocess(kwargs, minimizer_args)
         if "args" in kwargs:
-            warnings.warn(
+            warn_user(
                 f"{self.options_name}['args']: extra arguments for the objective have no meaning with a "
                 "closure; they are ignored",
                 IgnoredOptionWarning,
-                stacklevel=3,
             )
             del kwargs["args"]
         native_cb = kwargs.pop("callback", None)
@@ -298,16 +297,15 @@ class GlobalWrapper(BridgeOptimizer):
         assert self.local_args is not None and self.local_info is not None
         return local_minimizer(self.local_args, self.local_info, ctx.objective, ctx.flat, box)
 
-    def _warn_unbounded_local(self, box: Any, note: str, stacklevel: int = 3) -> None:
+    def _warn_unbounded_local(self, box: Any, note: str) -> None:
         """Warn when the problem has bounds but the local method cannot take them."""
         info = self.local_info
         if box is None or info is None or info.bounds or self.local_args is None:
             return
-        warnings.warn(
+        warn_user(
             f"method {info.name} cannot handle bounds, so the bounds do not reach the local searches "
             f"({note}); use L-BFGS-B, TNC, SLSQP, Powell, Nelder-Mead, COBYLA, COBYQA or trust-constr",
             IgnoredOptionWarning,
-            stacklevel=stacklevel + 1,
         )
 
     def _wants_callback(self) -> bool:

@@ -101,7 +101,7 @@ class BasinHoppingWrapper(GlobalWrapper):
             nonfinite=nonfinite,
             hvp_method=hvp_method,
         )
-        self._warn_unbounded_local(self.flat_params().bounds(), "the param groups' bounds are ignored", 2)
+        self._warn_unbounded_local(self.flat_params().bounds(), "the param groups' bounds are ignored")
 
     def _local_defaults(self, args: dict[str, Any], flat: FlatParams) -> None:
         if args.get("method") is None and args.get("bounds") is None and flat.bounds() is not None:
@@ -116,7 +116,7 @@ class BasinHoppingWrapper(GlobalWrapper):
         x0 = ctx.x0
         box = minimizer_kwargs.get("bounds")
         if box is not None:
-            x0 = clip_start(x0, box.lb, box.ub, flat, stacklevel=5)
+            x0 = clip_start(x0, box.lb, box.ub, flat)
         if self._wants_callback():
             kwargs["callback"] = result_callback(ctx, ("accept",))
         return basinhopping(fun, x0, minimizer_kwargs=minimizer_kwargs, **kwargs)

@@ -72,7 +72,7 @@ class TorchConstraintFunction:
             with torch.no_grad():
                 c = self._call()
             self._x, self._c, self._J = x.copy(), _to_numpy(c), None
-        return self._c.copy()  # type: ignore[union-attr]
+        return self._c.copy()
 
     def jac(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Jacobian of the constraint values at ``x`` (rows = components)."""
@@ -83,7 +83,7 @@ class TorchConstraintFunction:
                 c = self._call()
                 self._x, self._c = x.copy(), _to_numpy(c)
                 self._J = self._jacobian(c)
-        return self._J.copy()  # type: ignore[union-attr]
+        return self._J.copy()
 
     def hess(self, x: np.ndarray, v: np.ndarray) -> LinearOperator:
         """``sum_i v_i * Hessian(c_i)(x)`` as a linear operator (exact, by double backward).

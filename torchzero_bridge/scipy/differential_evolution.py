@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 from scipy.optimize import Bounds, OptimizeResult, differential_evolution, minimize
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective
 from torchzero_bridge.core.threads import ThreadsSpec
@@ -136,20 +136,15 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         polish = kw.get("polish", True)
         if jac != "auto" and (polish is False or callable(polish)):
             what = "polish=False" if polish is False else "a custom polish function"
-            warnings.warn(
-                f"jac={jac!r} only affects the built-in polish; with {what} it is ignored",
-                IgnoredOptionWarning,
-                stacklevel=2,
-            )
+            warn_user(f"jac={jac!r} only affects the built-in polish; with {what} it is ignored", IgnoredOptionWarning)
         vec = kw.get("vectorized")
         if vec is not None and not isinstance(vec, bool):
             raise TypeError(f"vectorized: expected True, False or None, got {vec!r}")
         if vec is True and kw.get("updating") == "immediate":
-            warnings.warn(
+            warn_user(
                 "batched evaluation (vectorized=True) evaluates a whole generation at once, so "
                 "updating='immediate' is ignored (updating='deferred' is used)",
                 IgnoredOptionWarning,
-                stacklevel=2,
             )
 
     # ------------------------------------------------------------------ hooks
@@ -173,7 +168,7 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         flat, obj = ctx.flat, ctx.objective
         lo, hi = require_bounds(flat, self.flat_bounds, type(self).__name__, bool_default=True)
         if "x0" not in kwargs:
-            kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat, stacklevel=5)
+            kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat)
         if flat.has_integers:
             mask = flat.integer_mask.copy()
             if kwargs.get("integrality") is not None:
@@ -218,19 +213,17 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         workers = kwargs.get("workers", 1)
         if obj.batch is not None and vec is not False:
             if workers != 1:
-                warnings.warn(
+                warn_user(
                     "workers overrides batched population evaluation (as in scipy); the closure "
                     "is evaluated one point per call through workers",
                     IgnoredOptionWarning,
-                    stacklevel=5,
                 )
             else:
                 if kwargs.get("updating") == "immediate" and vec is None:
-                    warnings.warn(
+                    warn_user(
                         "batched evaluation evaluates a whole generation at once, so "
                         "updating='immediate' is ignored (updating='deferred' is used)",
                         IgnoredOptionWarning,
-                        stacklevel=5,
                     )
                 kwargs["updating"] = "deferred"
                 kwargs["workers"] = _population_map(evaluations.values)
@@ -292,11 +285,7 @@ class _Evaluations:
             )
             if self.strict:
                 raise MissingGradientError(f"{message}; pass jac=False (finite differences) or call backward()")
-            warnings.warn(
-                f"{message}; it uses finite differences instead (pass jac=False to silence this)",
-                BridgeWarning,
-                stacklevel=5,
-            )
+            warn_user(f"{message}; it uses finite differences instead (pass jac=False to silence this)", BridgeWarning)
         return f
 
 

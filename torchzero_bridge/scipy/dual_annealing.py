@@ -29,13 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from scipy.optimize import Bounds, OptimizeResult, dual_annealing
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy
@@ -116,13 +116,9 @@ class DualAnnealingWrapper(GlobalWrapper):
         )
         if self.solver_kwargs.get("no_local_search"):
             if not self.default_local:
-                warnings.warn(
-                    "no_local_search=True: minimizer_args are ignored",
-                    IgnoredOptionWarning,
-                    stacklevel=2,
-                )
+                warn_user("no_local_search=True: minimizer_args are ignored", IgnoredOptionWarning)
         else:
-            self._warn_unbounded_local(True, "dual_annealing discards local results outside them", 2)
+            self._warn_unbounded_local(True, "dual_annealing discards local results outside them")
 
     def _extra_keys(self) -> frozenset[str]:
         return frozenset({"local_search_options"})
@@ -131,11 +127,10 @@ class DualAnnealingWrapper(GlobalWrapper):
         if "local_search_options" not in kwargs:
             return minimizer_args
         old = kwargs.pop("local_search_options")
-        warnings.warn(
+        warn_user(
             "da_kwargs['local_search_options'] is gngdb's name for what scipy now calls "
             "minimizer_kwargs; it is passed on as minimizer_kwargs (use minimizer_args instead)",
             DeprecationWarning,
-            stacklevel=4,
         )
         if minimizer_args is not None or "minimizer_kwargs" in kwargs:
             raise ValueError("local_search_options and minimizer_args/minimizer_kwargs both given; give one")
@@ -157,7 +152,7 @@ class DualAnnealingWrapper(GlobalWrapper):
         else:
             fun, minimizer_kwargs = self._local(ctx, (lo, hi))
         if "x0" not in kwargs:
-            kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat, stacklevel=5)
+            kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat)
         if self._wants_callback():
             kwargs["callback"] = result_callback(ctx, ("context",))
         try:

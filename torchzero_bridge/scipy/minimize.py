@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from scipy.optimize import Bounds, OptimizeResult, minimize
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext
 from torchzero_bridge.core.objective import HVP_METHODS, NonFinitePolicy
 from torchzero_bridge.core.param_checks import estimator_group_keys
@@ -154,11 +154,10 @@ class MinimizeWrapper(BridgeOptimizer):
         _validate_jac(args.get("jac", "auto"), self.info)
         has_bounds = self.flat_params().bounds(args.get("bounds")) is not None  # validates now
         if has_bounds and not self.info.bounds:
-            warnings.warn(
+            warn_user(
                 f"method {self.info.name} cannot handle bounds; they are ignored "
                 "(use L-BFGS-B, TNC, SLSQP, Powell, Nelder-Mead, COBYLA, COBYQA or trust-constr)",
                 IgnoredOptionWarning,
-                stacklevel=2,
             )
 
     # ------------------------------------------------------------------ gngdb's helpers
@@ -226,7 +225,7 @@ class MinimizeWrapper(BridgeOptimizer):
         bounds = flat.bounds(a.get("bounds")) if info.bounds else None
         if bounds is not None:
             lo, hi = bounds
-            ctx.x0 = clip_start(ctx.x0, lo, hi, flat, stacklevel=4)
+            ctx.x0 = clip_start(ctx.x0, lo, hi, flat)
             kwargs["bounds"] = Bounds(lo, hi)
         constraints, _ = convert_constraints(a.get("constraints"), flat, objects=info.key == "trust-constr")
         if constraints:

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +48,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult
 
 from torchzero_bridge._checks import check_int, check_real
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.errors import IgnoredOptionWarning
 
 __all__ = ["newton_cg_armijo"]
@@ -342,16 +342,11 @@ def _warn_unused(bounds: Any, constraints: Any, unknown: dict[str, Any]) -> None
     if constraints is not None and not (isinstance(constraints, (list, tuple, dict)) and len(constraints) == 0):
         ignored.append("constraints")
     if ignored:
-        warnings.warn(
-            f"{_NAME} cannot handle {' or '.join(ignored)}; they are ignored",
-            IgnoredOptionWarning,
-            stacklevel=4,
-        )
+        warn_user(f"{_NAME} cannot handle {' or '.join(ignored)}; they are ignored", IgnoredOptionWarning)
     if unknown:
-        warnings.warn(
+        warn_user(
             f"{_NAME} does not use option(s) {sorted(unknown)}; they are ignored (known: {sorted(_KNOWN)})",
             IgnoredOptionWarning,
-            stacklevel=4,
         )
 
 

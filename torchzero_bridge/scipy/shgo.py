@@ -110,7 +110,7 @@ class SHGOWrapper(GlobalWrapper):
             hvp_method=hvp_method,
         )
         preload("scipy.stats")  # shgo's sampling imports it on first use; not inside a step
-        self._warn_unbounded_local(True, "shgo bounds each local search to its own cell", 2)
+        self._warn_unbounded_local(True, "shgo bounds each local search to its own cell")
 
     def _preprocess(self, kwargs: dict[str, Any], minimizer_args: Mapping[str, Any] | None) -> Any:
         options = kwargs.get("options")

@@ -2,11 +2,11 @@
 
 Example:
     >>> import torch
-    >>> from torchzero_bridge.zeroth_order.common import SeededRNG, evaluate
+    >>> from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
     >>> rng = SeededRNG(seed=0)
     >>> a = torch.randn(3, generator=rng.get(torch.device("cpu")))
     >>> w = torch.ones(2, requires_grad=True)
-    >>> evaluate(lambda backward=True: (w ** 2).sum())
+    >>> CountedClosure(lambda backward=True: (w ** 2).sum(), "demo")()
     2.0
 """
 
@@ -24,7 +24,7 @@ import torch
 from torchzero_bridge._checks import check_seed
 from torchzero_bridge.core.closure import ClosureAdapter
 
-__all__ = ["CountedClosure", "SeededRNG", "deferred_interrupts", "evaluate", "require_closure"]
+__all__ = ["CountedClosure", "SeededRNG", "deferred_interrupts", "require_closure"]
 
 
 class SeededRNG:
@@ -76,16 +76,11 @@ def require_closure(closure: Callable[..., Any] | None, owner: str) -> Callable[
     return closure
 
 
-def evaluate(closure: Callable[..., Any]) -> float:
-    """Loss only: ``closure(backward=False)`` under ``no_grad`` when accepted, else ``closure()``."""
-    return ClosureAdapter(closure).value()
-
-
 class CountedClosure:
     """Loss-only calls into a closure, counted, with non-finite losses recorded.
 
-    Each call runs the closure once like :func:`evaluate` (``closure(backward=False)`` under
-    ``no_grad`` when accepted, else ``closure()``), but the closure is inspected only once.
+    Each call runs the closure once, loss only (``closure(backward=False)`` under ``no_grad``
+    when accepted, else ``closure()``); the closure is inspected only once.
 
     Args:
         closure: the user's closure; ``None`` raises the :func:`require_closure` error.

@@ -6,7 +6,8 @@
   with per-group bounds and integer entries;
 * the incumbent (best point seen): the parameters hold it after every ``step``, also one that raises;
 * evaluation of a point or a population (one call with a :class:`~torchzero_bridge.BatchObjective`);
-* the random generator (``seed=``/``generator=``) and all of the above in ``state_dict()``.
+* the random generator (``seed=``/``generator=``) and all of the above in ``state_dict()``
+  (:attr:`DerivativeFreeOptimizer.method_state` with the generator's state, in the package's one layout).
 
 With ``stochastic=True`` (walks, searches, annealing) every step first re-evaluates the incumbent,
 so one step compares losses on one minibatch. Parameters changed from outside become the incumbent.
@@ -32,40 +33,35 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
-import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
-from torchzero_bridge.core.state import check_plain
+from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
 from torchzero_bridge.zeroth_order.space import (
     INTEGER_OPTIMIZERS,
     FlatSpace,
     to_device,
-    user_stacklevel,
     warn_ignored,
     write_best,
 )
 
-__all__ = ["INTEGER_OPTIMIZERS", "STATE_KEY", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
-
-STATE_KEY = "derivative_free"
-"""Key of the method's state in ``optimizer.state`` and in ``state_dict()['state']``."""
+__all__ = ["INTEGER_OPTIMIZERS", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
 
 
-class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
+class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
     """Base class of the derivative-free torch optimizers; each ``step(closure)`` is one iteration.
 
     Subclasses implement :meth:`_step` (propose points with :meth:`_evaluate` /
-    :meth:`_evaluate_many`, update their state in ``self.state[STATE_KEY]``) and optionally
+    :meth:`_evaluate_many`, update their state, :attr:`method_state`) and optionally
     :meth:`_check_group` and :meth:`_restart`.
 
     Args:
@@ -135,6 +131,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
                 f"{type(self).__name__}: generator expected a torch.Generator, got {type(generator).__name__}"
             )
         param_list: list[Any] = list(params)
+        self._method_state: dict[str, Any] | None = None
         super().__init__(param_list, {"bounds": None, **defaults})
         space = self._space()  # validates dtypes and bounds with messages naming tensors
         if generator is not None and generator.device != space.device:
@@ -156,6 +153,15 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         index = len(self.param_groups)
         super().add_param_group(param_group)
         self._check_group(self.param_groups[-1], f"param_groups[{index}]")
+
+    @property
+    def method_state(self) -> dict[str, Any]:
+        """The method's working state: incumbent ``best_x``/``best_f``, ``nfev``, ``steps`` and its own entries.
+
+        Optimizer-wide, so it lives here rather than in torch's per-parameter ``self.state``;
+        ``state_dict()`` saves it with the generator's state.
+        """
+        return self._dfo_state()
 
     @property
     def nfev(self) -> int:
@@ -213,37 +219,23 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         st["steps"] += 1
         return torch.tensor(st["best_f"], dtype=torch.float64)
 
-    def state_dict(self) -> dict[str, Any]:
-        """torch's optimizer state; ``state[STATE_KEY]`` holds a copy of the method's state and RNG."""
-        sd = super().state_dict()
-        own = copy.deepcopy(self._dfo_state())
-        own["rng"] = self.rng.state_dict()
-        sd["state"] = {**sd["state"], STATE_KEY: own}
-        return sd
+    def _extra_state(self) -> dict[str, Any]:
+        return {**self._dfo_state(), "rng": self.rng.state_dict()}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved (tensors move to the parameters' device)."""
-        check_plain(state_dict)  # only tensors and plain values: nothing below can run code
-        state_dict = dict(state_dict)
-        inner = dict(state_dict.get("state", {}))
-        own = copy.deepcopy(inner.pop(STATE_KEY, None))
-        state_dict["state"] = inner
-        space = self._space()
-        best = None if own is None else own.get("best_x")
-        if best is not None and tuple(best.shape) != (space.n,):  # checked before anything is loaded
+    def _check_extra_state(self, state: dict[str, Any]) -> None:
+        n, best = self._space().n, state.get("best_x")
+        if isinstance(best, torch.Tensor) and tuple(best.shape) != (n,):
             raise ValueError(
-                f"state_dict: it was saved for {best.numel()} parameter entries but this optimizer has {space.n}"
+                f"state_dict: it was saved for {best.numel()} parameter entries but this optimizer has {n}"
             )
-        super().load_state_dict(state_dict)
-        table = self._state_table()
-        if own is None:
-            table.pop(STATE_KEY, None)
-            return
-        rng = own.pop("rng", None)
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        space = self._space()
+        rng = state.pop("rng", None)
         if rng is not None:
             self.rng.load_state_dict(rng)
-        table[STATE_KEY] = to_device(own, space.device)
-        self._load_state(space, table[STATE_KEY])
+        self._method_state = to_device(state, space.device)
+        self._load_state(space, self._method_state)
 
     # ------------------------------------------------------------------ for subclasses
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
@@ -267,11 +259,10 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         if st.get("converged", False):
             return
         st["converged"] = True
-        warnings.warn(
+        warn_user(
             f"{type(self).__name__} has converged ({why}); later steps evaluate nothing and return the best loss: "
             "stop on `opt.converged`",
             ConvergedWarning,
-            stacklevel=user_stacklevel(),
         )
 
     def _generator(self, space: FlatSpace) -> torch.Generator:
@@ -291,16 +282,10 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         self._space_cache = (key, space)
         return space
 
-    def _state_table(self) -> dict[Any, Any]:
-        """torch's ``self.state`` (typed for tensor keys; the method's state sits under a string key)."""
-        return cast("dict[Any, Any]", self.state)
-
     def _dfo_state(self) -> dict[str, Any]:
-        table = self._state_table()
-        st = table.get(STATE_KEY)
+        st = self._method_state
         if st is None:
-            st = {"best_x": None, "best_f": math.inf, "nfev": 0, "steps": 0}
-            table[STATE_KEY] = st
+            st = self._method_state = {"best_x": None, "best_f": math.inf, "nfev": 0, "steps": 0}
         return st
 
     def _evaluate(self, space: FlatSpace, x: torch.Tensor, *, ties: bool = False) -> float:
@@ -372,7 +357,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             what = f"{type(self).__name__}: the closure returned a non-finite loss ({f});"
-            warnings.warn(f"{what} such points are treated as +inf and never kept", NonFiniteLossWarning, 4)
+            warn_user(f"{what} such points are treated as +inf and never kept", NonFiniteLossWarning)
         return math.inf
 
     # ------------------------------------------------------------------ internals

@@ -22,14 +22,15 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_groups_disjoint
+from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
@@ -40,12 +41,11 @@ from torchzero_bridge.zeroth_order.inner import (
     is_constructed,
     needs_closure,
 )
-from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
 __all__ = ["GradChain"]
 
 
-class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
+class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     """Chain optimizers: every stage but the last turns its gradient into an update, which is
     undone and handed to the next stage as that stage's gradient; the last stage applies its
     update for real.
@@ -162,7 +162,7 @@ class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
                 out[owners[-1]][key] = value
         return out
 
-    def step(self, closure: Callable[..., Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[..., Any] | None = None) -> Any:
         """Run every stage once.
 
         Args:
@@ -198,11 +198,10 @@ class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
             if i == 0:
                 loss = out
             if i < last and not _trustworthy(stage, out if i == 0 else None, params):
-                warnings.warn(
+                warn_user(
                     f"GradChain: optimizers[{i}] ({type(stage).__name__}) produced a non-finite loss or update; "
                     "the later stages were skipped and the parameters left as they were",
                     NonFiniteLossWarning,
-                    stacklevel=2,
                 )
                 for p in params:
                     p.grad = None
@@ -212,11 +211,13 @@ class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
     def _extra_state(self) -> dict[str, Any]:
         return {"stages": [s.state_dict() for s in self.stages]}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def _check_extra_state(self, state: dict[str, Any]) -> None:
         stages = state.get("stages", [])
         if len(stages) != len(self.stages):
             raise ValueError(f"GradChain: the state has {len(stages)} stages, this chain has {len(self.stages)}")
-        for stage, sd in zip(self.stages, stages):
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        for stage, sd in zip(self.stages, state.get("stages", [])):
             stage.load_state_dict(sd)
 
 

@@ -194,7 +194,7 @@ def build_optimizer(
     elif isinstance(spec, tuple):
         opt = spec[0](param_groups, **spec[1])
     else:
-        opt = spec(param_groups)  # type: ignore[operator]
+        opt = spec(param_groups)
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"{owner}: {what} must build a torch.optim.Optimizer, got {type(opt).__name__}")
     differ = _difference(param_groups, opt.param_groups, type(opt).__name__, owner)

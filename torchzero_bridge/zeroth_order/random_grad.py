@@ -14,27 +14,27 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
+from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.estimators.walk import Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
-from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
 __all__ = ["RandomGrad"]
 
 
-class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
+class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     """Perturb, compare, and hand ``±perturbation`` to an optimizer as the gradient.
 
     One step: evaluate ``f(x)``; draw a direction ``d`` and evaluate ``f(x + lr·d)``; restore
@@ -140,11 +140,10 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         elif not getattr(self, "_has_opt", False):
             unused = sorted(set(group) - {"params", "param_names", "lr"})
             if unused:
-                warnings.warn(
+                warn_user(
                     f"RandomGrad: param-group option(s) {unused} are not used: without an inner optimizer "
                     "(opt=None) only the group option 'lr' applies",
                     IgnoredOptionWarning,
-                    stacklevel=3,
                 )
 
     def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -177,11 +176,10 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         lrs = [float(g["lr"]) for g in self.param_groups for _ in g["params"]]
         f0 = f()
         if not math.isfinite(f0):
-            warnings.warn(
+            warn_user(
                 f"RandomGrad: the closure returned a non-finite loss ({f0}) at the current point; no update was "
                 "applied",
                 NonFiniteLossWarning,
-                stacklevel=3,
             )
             return f0, False
         best_seed: int | None = None
@@ -210,7 +208,7 @@ class RandomGrad(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
             piece_of(grads[i], sl).copy_(d).mul_(sign)
         if self.opt is None:
             for p, lr in zip(tensors, lrs):
-                p.sub_(p.grad, alpha=lr)  # type: ignore[arg-type]
+                p.sub_(p.grad, alpha=lr)
         return f0, True
 
     def _draw_seed(self) -> int:

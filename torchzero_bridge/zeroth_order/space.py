@@ -10,18 +10,17 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import torch
 
-from torchzero_bridge._warn import user_stacklevel
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.errors import IgnoredOptionWarning
 
-__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "to_device", "user_stacklevel", "warn_ignored", "write_best"]
+__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "to_device", "warn_ignored", "write_best"]
 
 INTEGER_OPTIMIZERS = (
     "RandomSearch",
@@ -45,7 +44,7 @@ def warn_ignored(option: str, reason: str) -> None:
         >>> str(caught[0].message)
         'std is ignored: the uniform sampler does not use it'
     """
-    warnings.warn(f"{option} is ignored: {reason}", IgnoredOptionWarning, stacklevel=user_stacklevel())
+    warn_user(f"{option} is ignored: {reason}", IgnoredOptionWarning)
 
 
 class FlatSpace:

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,7 +27,7 @@ import torch
 
 from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.closure import accepts_backward, loss_to_float
-from torchzero_bridge.zeroth_order.dfo_base import STATE_KEY, DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
 __all__ = ["SwarmOfOptimizers"]
@@ -129,11 +128,9 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
                 self.optimizers_factory, groups, owner=type(self).__name__, what="optimizers_factory", closure_ok=True
             )
 
-    def state_dict(self) -> dict[str, Any]:
+    def _extra_state(self) -> dict[str, Any]:
         """The swarm's state, with every member optimizer's own ``state_dict``."""
-        sd = super().state_dict()
-        sd["state"][STATE_KEY]["members"] = [copy.deepcopy(m.state_dict()) for m in self.members]
-        return sd
+        return {**super()._extra_state(), "members": [m.state_dict() for m in self.members]}
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         pos = st.get("positions")

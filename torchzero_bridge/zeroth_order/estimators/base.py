@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,12 +44,13 @@ import numpy as np
 import torch
 
 from torchzero_bridge._checks import check_positive
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
+from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
-from torchzero_bridge.zeroth_order.state import ExtraStateMixin
 
 __all__ = ["Block", "GradientEstimator", "ParamsArg"]
 
@@ -75,7 +75,7 @@ class Block:
     tensors: list[torch.Tensor]
 
 
-class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
+class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     """Base class: a zeroth-order gradient estimator that is also a ``torch.optim.Optimizer``.
 
     Subclasses implement :meth:`_estimate`. See the module docstring for the three ways
@@ -168,12 +168,11 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         elif group["params"] and self._opt_spec is None:
             unused = sorted(set(group) - set(self.defaults) - {"params", "param_names"})
             if unused:
-                warnings.warn(
+                warn_user(
                     f"{type(self).__name__}: param-group option(s) {unused} are not used: without an inner "
                     "optimizer (opt=None) only the group options "
                     f"{sorted(self.defaults)} apply",
                     IgnoredOptionWarning,
-                    stacklevel=3,
                 )
 
     def _attach(self, params: ParamsArg) -> None:
@@ -208,11 +207,10 @@ class GradientEstimator(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
         """
         loss = self.estimate(closure)
         if self._last_nonfinite:
-            warnings.warn(
+            warn_user(
                 f"{type(self).__name__}: the closure returned a non-finite loss in {self._last_nonfinite} "
                 "evaluation(s) of this step; the estimate is not trustworthy, so no update was applied",
                 NonFiniteLossWarning,
-                stacklevel=2,
             )
             for group in self.param_groups:  # and no non-finite estimate is left in .grad
                 for p in group["params"]:

@@ -12,12 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.param_checks import clamp_to_group_bounds
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, deferred_interrupts
@@ -194,11 +194,10 @@ class MeZO(RandomizedFDM):
             self.nfev += f.count
             self._last_nonfinite = f.nonfinite
         if f.nonfinite:
-            warnings.warn(
+            warn_user(
                 f"MeZO: the closure returned a non-finite loss in {f.nonfinite} evaluation(s) of this step; the "
                 "estimate is not trustworthy, so no update was applied",
                 NonFiniteLossWarning,
-                stacklevel=2,
             )
         return torch.tensor(loss, dtype=torch.float64)
 

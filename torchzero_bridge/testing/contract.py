@@ -95,6 +95,9 @@ class OptimizerContract:
             for p in params:
                 assert p.grad is None or (p.grad.dtype, p.grad.device) == (p.dtype, p.device)
 
+    def test_integer_tensors_kept_or_refused(self, entry: Entry) -> None:
+        checks.integer_tensors(entry, steps_for(entry))
+
     # ------------------------------------------------------------------ promise 2
     def test_answer_and_returned_loss(self, entry: Entry) -> None:
         out = run_entry(entry, steps_for(entry))
@@ -115,6 +118,10 @@ class OptimizerContract:
             assert all(p.grad is None for p in out.model.parameters()), (
                 f"{entry.name}: p.grad left after a value-only run"
             )
+
+    def test_batched_evaluation_matches_serial(self, entry: Entry) -> None:
+        _need(entry.batching, entry, "no batched evaluation")
+        checks.batched_matches_serial(entry, steps_for(entry))
 
     # ------------------------------------------------------------------ promise 3
     def test_closure_error_leaves_best_point(self, entry: Entry) -> None:

@@ -24,9 +24,11 @@ from torchzero_bridge.testing.recorder import RunResult, check_safe_point, flat
 
 __all__ = [
     "answer_after_run",
+    "batched_matches_serial",
     "defaults_are_signature_defaults",
     "frozen_untouched",
     "group_bounds",
+    "integer_tensors",
     "no_repeated_evaluation",
     "state_round_trip",
     "stopped_cleanly",
@@ -221,3 +223,62 @@ def frozen_untouched(e: Entry, max_steps: int = 10) -> None:
                 break
     assert not torch.equal(flat(model)[: -frozen.numel()], trainable), f"{e.name}: the trainable tensors never moved"
     assert frozen.grad is None, f"{e.name}: the frozen parameter got a gradient"
+
+
+class _Mixed(torch.nn.Module):
+    """A float tensor and an integer tensor; minimum at ``x = 0.3``, ``k = 2``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x = torch.nn.Parameter(torch.tensor([0.9, -0.4], dtype=torch.float64))
+        self.register_buffer("k", torch.tensor([0, 4, -1]))
+
+    def forward(self) -> torch.Tensor:
+        return ((self.x - 0.3) ** 2).sum() + ((self.k - 2) ** 2).sum().to(torch.float64)
+
+
+def integer_tensors(e: Entry, steps: int) -> None:
+    """Integer tensors are optimized as integers (``integers``) or refused at construction, naming the dtype."""
+    model = _Mixed()
+    params = [model.x, model.k]
+    if not e.integers:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                e.factory(params)
+        except (TypeError, ValueError) as exc:
+            assert "int" in str(exc), f"{e.name}: the error does not name the integer dtype: {exc}"
+            return
+        raise AssertionError(f"{e.name}: accepted an integer tensor it is not flagged to optimize")
+    seen: list[torch.dtype] = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        seen.append(model.k.dtype)
+        return model()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt: Any = e.factory(params)
+        start = model().item()
+        losses = [float(opt.step(closure)) for _ in range(steps)]
+    assert model.k.dtype == torch.int64 and set(seen) == {torch.int64}, f"{e.name}: the integer tensor changed dtype"
+    assert math.isfinite(losses[-1]) and model().item() <= start, f"{e.name}: the step ended worse than it started"
+
+
+def batched_matches_serial(e: Entry, steps: int) -> None:
+    """A :class:`~torchzero_bridge.BatchObjective` gives the same run as the plain closure."""
+    from torchzero_bridge.testing.functions import batch_objective
+
+    runs = []
+    for batched in (False, True):
+        model = e.problem()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt: Any = e.factory(model.parameters())
+            closure = batch_objective(model) if batched else logging_closure(model, opt.zero_grad, [])
+            runs.append(([float(opt.step(closure)) for _ in range(steps)], flat(model)))
+    (serial, xs), (batch, xb) = runs
+    assert torch.allclose(torch.tensor(batch), torch.tensor(serial), rtol=1e-12, atol=1e-14), (
+        f"{e.name}: batched losses {batch} differ from serial {serial}"
+    )
+    assert torch.allclose(xb, xs, rtol=1e-12, atol=1e-14), f"{e.name}: batched run ended elsewhere"

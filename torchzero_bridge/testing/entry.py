@@ -45,7 +45,8 @@ class Entry(NamedTuple):
             that update after the closure, like the estimators with ``opt=``, return the loss before).
         integers: integer and boolean tensors are optimized (else refused at construction).
         bounds: per-group ``bounds=(lo, hi)`` hold at the answer.
-        batching: a :class:`~torchzero_bridge.BatchObjective` closure evaluates populations in one call.
+        batching: a :class:`~torchzero_bridge.BatchObjective` closure evaluates populations in one call
+            and gives the same run as the plain closure.
         stochastic: the optimizer draws random numbers (its factory seeds them).
         callback: accepts ``callback=``; returning ``True`` stops the run cleanly.
         timeout: accepts ``timeout=`` seconds; the run stops cleanly after it.

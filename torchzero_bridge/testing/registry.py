@@ -130,8 +130,7 @@ ENTRIES: list[Entry] = [
         "DifferentialEvolutionWrapper",
         lambda p, **o: _t("DifferentialEvolutionWrapper")(_boxed(p), maxiter=3, popsize=4, polish=False, rng=1, **o),
         _rastrigin,
-        integers=True,
-        batching=True,
+        integers=True,  # batching: a BatchObjective runs scipy's vectorized variant, a different (deferred) run
         stochastic=True,
         minimal=_only("DifferentialEvolutionWrapper", boxed=True),
         **_GLOBAL,
@@ -143,6 +142,7 @@ ENTRIES: list[Entry] = [
         ),
         _rastrigin,
         gradient=True,
+        integers=True,
         stochastic=True,
         **_GLOBAL,
     ),

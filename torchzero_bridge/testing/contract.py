@@ -26,8 +26,10 @@ The checks, by promise: dtype and device preserved (1); the parameters end at th
 ``KeyboardInterrupt``, a callback stop and a timeout leave the best finite point (3); one
 closure run per distinct point (4); unknown param-group options are not dropped silently (5);
 defaults are the solver's (6); per-group options apply to their group (7); a ``state_dict``
-loaded with ``weights_only=True`` continues identically (8); frozen parameters are untouched (9).
-Value-only optimizers never ask for a backward pass.
+loaded with ``weights_only=True`` continues identically (8); frozen parameters are untouched and
+NaN losses everywhere leave the start (9). Besides: value-only optimizers never ask for a backward
+pass, integer tensors are kept integral or refused, batched evaluation gives the serial run, and
+a seeded factory reproduces its run.
 
 Example:
     >>> sorted(n for n in dir(OptimizerContract) if n.startswith("test_"))[:2]
@@ -105,6 +107,14 @@ class OptimizerContract:
         checks.answer_after_run(entry, out, steps_for(entry))
         if entry.whole_run or entry.best_point:
             check_grad_at_params(entry, out.model)
+
+    def test_same_factory_same_run(self, entry: Entry) -> None:
+        """A seeded factory reproduces its run: the same points evaluated, the same losses returned."""
+        first, second = (run_entry(entry, steps_for(entry)) for _ in range(2))
+        same = len(first.rec.points) == len(second.rec.points) and all(
+            torch.equal(a, b) for a, b in zip(first.rec.points, second.rec.points)
+        )
+        assert same and first.returned == second.returned, f"{entry.name}: two runs from one factory differ"
 
     def test_value_only_runs_without_backward(self, entry: Entry) -> None:
         out = run_entry(entry, steps_for(entry))

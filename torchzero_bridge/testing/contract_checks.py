@@ -228,6 +228,8 @@ def frozen_untouched(e: Entry, max_steps: int = 10) -> None:
 class _Mixed(torch.nn.Module):
     """A float tensor and an integer tensor; minimum at ``x = 0.3``, ``k = 2``."""
 
+    k: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.x = torch.nn.Parameter(torch.tensor([0.9, -0.4], dtype=torch.float64))

@@ -48,9 +48,11 @@ import torch
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.testing import contract_checks as checks
 from torchzero_bridge.testing.entry import Entry
-from torchzero_bridge.testing.recorder import Boom, check_grad_at_params, check_safe_point, flat, run_entry
+from torchzero_bridge.testing.recorder import Boom, RunResult, check_grad_at_params, check_safe_point, flat, run_entry
 
-__all__ = ["OptimizerContract", "entry", "steps_for"]
+__all__ = ["OptimizerContract", "clean_run", "entry", "steps_for"]
+
+_CLEAN: dict[tuple[int, str], RunResult] = {}
 
 
 @pytest.fixture
@@ -68,6 +70,20 @@ def steps_for(e: Entry) -> int:
         (2, 3)
     """
     return 2 if e.whole_run else 3
+
+
+def clean_run(e: Entry) -> RunResult:
+    """One fault-free run of ``steps_for(e)`` steps, made once per entry and shared by the checks that only read it.
+
+    Example:
+        >>> from torchzero_bridge.testing.registry import entry
+        >>> clean_run(entry("RandomWalk")) is clean_run(entry("RandomWalk"))
+        True
+    """
+    key = (id(e.factory), e.name)
+    if key not in _CLEAN:
+        _CLEAN[key] = run_entry(e, steps_for(e))
+    return _CLEAN[key]
 
 
 def _need(flag: bool, e: Entry, why: str) -> None:
@@ -102,7 +118,7 @@ class OptimizerContract:
 
     # ------------------------------------------------------------------ promise 2
     def test_answer_and_returned_loss(self, entry: Entry) -> None:
-        out = run_entry(entry, steps_for(entry))
+        out = clean_run(entry)
         assert out.raised is None, f"{entry.name}: {out.raised!r}"
         checks.answer_after_run(entry, out, steps_for(entry))
         if entry.whole_run or entry.best_point:
@@ -110,14 +126,14 @@ class OptimizerContract:
 
     def test_same_factory_same_run(self, entry: Entry) -> None:
         """A seeded factory reproduces its run: the same points evaluated, the same losses returned."""
-        first, second = (run_entry(entry, steps_for(entry)) for _ in range(2))
+        first, second = clean_run(entry), run_entry(entry, steps_for(entry))
         same = len(first.rec.points) == len(second.rec.points) and all(
             torch.equal(a, b) for a, b in zip(first.rec.points, second.rec.points)
         )
         assert same and first.returned == second.returned, f"{entry.name}: two runs from one factory differ"
 
     def test_value_only_runs_without_backward(self, entry: Entry) -> None:
-        out = run_entry(entry, steps_for(entry))
+        out = clean_run(entry)
         asked = [b for b, _, _, _ in out.rec.calls]
         if entry.gradient:  # a backward pass, or (Hessian methods) grad mode kept for double backward
             assert any(b or g for b, g, _, _ in out.rec.calls), f"{entry.name} is flagged gradient but never asked"
@@ -141,7 +157,7 @@ class OptimizerContract:
         self._fault(entry, "interrupt", KeyboardInterrupt)
 
     def _fault(self, entry: Entry, what: str, exc: type[BaseException]) -> None:
-        n = len(run_entry(entry, steps_for(entry)).rec.calls)
+        n = len(clean_run(entry).rec.calls)
         k = max(3, n // 2)
         _need(n >= k, entry, f"a clean run makes only {n} closure calls")
         out = run_entry(entry, steps_for(entry), lambda i: what if i == k else None)
@@ -163,7 +179,8 @@ class OptimizerContract:
 
     def test_timeout_leaves_best_point(self, entry: Entry) -> None:
         _need(entry.timeout, entry, "no timeout option")
-        clean = len(run_entry(entry, 1).rec.calls)
+        per_step = [*clean_run(entry).per_step, len(clean_run(entry).rec.calls)]
+        clean = per_step[1] - per_step[0]  # the calls of one step
         _need(clean >= 4, entry, f"a clean run makes only {clean} closure calls, too few to see a timeout")
         out = run_entry(entry, 1, delay=0.02, timeout=0.03)  # about two 20 ms calls fit
         assert out.raised is None, f"{entry.name}: a timeout raised {out.raised!r}"
@@ -172,8 +189,7 @@ class OptimizerContract:
 
     # ------------------------------------------------------------------ promise 4
     def test_one_closure_run_per_distinct_point(self, entry: Entry) -> None:
-        out = run_entry(entry, steps_for(entry))
-        checks.no_repeated_evaluation(entry, out)
+        checks.no_repeated_evaluation(entry, clean_run(entry))
 
     # ------------------------------------------------------------------ promise 5
     def test_unknown_group_option_is_not_dropped(self, entry: Entry) -> None:

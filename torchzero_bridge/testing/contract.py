@@ -33,7 +33,7 @@ a seeded factory reproduces its run.
 
 Example:
     >>> sorted(n for n in dir(OptimizerContract) if n.startswith("test_"))[:2]
-    ['test_answer_and_returned_loss', 'test_callback_stop_leaves_best_point']
+    ['test_answer_and_returned_loss', 'test_batched_evaluation_matches_serial']
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Fault injection over every registered optimizer: closure errors, interrupts, NaN losses, real SIGINTs.
+"""Fault injection over every registered optimizer: closure errors, interrupts, NaN losses, real SIGINTs,
+and, where the registry flags them, a callback stop and a timeout.
 
 A recording closure keeps every evaluated point and the loss the optimizer was handed. After
 each fault the parameters must be finite and:
@@ -8,7 +9,11 @@ each fault the parameters must be finite and:
 * iterative gradient estimators (``opt=`` torch optimizer): at the point the failing step started
   from (the perturbation undone), never at a perturbed trial point;
 * ``p.grad`` is ``None`` or, for whole-run optimizers, the autograd gradient at the parameters
-  (for estimators: finite).
+  (for estimators: finite);
+* a callback stop or a timeout raises nothing and ``result`` says which ended the run.
+
+The recorder and the checks live in :mod:`torchzero_bridge.testing.recorder` (the shipped
+contract suite uses them too).
 
 Run with ``python -m pytest -q -p no:cacheprovider tests/test_faults.py -rx`` (about a minute).
 """
@@ -29,9 +34,9 @@ from typing import Any
 import pytest
 import torch
 
-from torchzero_bridge.core.base import BridgeOptimizer
+from torchzero_bridge.testing.contract_checks import stopped_cleanly
+from torchzero_bridge.testing.recorder import Recorder, RunResult, check_safe_point, flat, run_entry
 from torchzero_bridge.testing.registry import ENTRIES, Entry
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::UserWarning"),  # solver chatter and NonFiniteLossWarning by design
@@ -43,128 +48,12 @@ STEPS = 4  # steps of an iterative optimizer per run (a whole-run wrapper solves
 XFAIL: dict[tuple[str, str], str] = {}
 
 
-class Boom(RuntimeError):
-    """The injected closure error."""
-
-
-def _flat(model: torch.nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in model.parameters()])
-
-
-class Recorder:
-    """A ``backward``-aware closure that records ``(x, loss)`` and injects one kind of fault."""
-
-    def __init__(self, model: torch.nn.Module, zero_grad: Callable[[], None], fault: Callable[[int], str | None]):
-        self.model, self.zero_grad, self.fault = model, zero_grad, fault
-        self.points: list[torch.Tensor] = []
-        self.losses: list[float] = []
-
-    def __call__(self, backward: bool = True) -> torch.Tensor:
-        k = len(self.points) + 1
-        what = self.fault(k)
-        x = _flat(self.model)
-        if what == "raise":
-            raise Boom(f"injected at call {k}")
-        if what == "interrupt":
-            raise KeyboardInterrupt(f"injected at call {k}")
-        self.zero_grad()
-        loss = self.model()
-        if what == "nan":
-            loss = loss * math.nan
-        value = float(loss)
-        # one append per list and the loss first: a SIGINT between them leaves a loss without a point
-        # (never read), not a point without its loss
-        self.losses.append(value)
-        self.points.append(x)
-        if backward and torch.is_grad_enabled():
-            loss.backward()
-        return loss
-
-
-def _whole_run(opt: torch.optim.Optimizer) -> bool:
-    return isinstance(opt, (BridgeOptimizer, DerivativeFreeOptimizer))
-
-
-def _run(e: Entry, fault: Callable[[int], str | None]) -> tuple[Any, ...]:
-    """Run the entry under ``fault``; returns what the checks need."""
-    model = e.problem()
-    opt = e.factory(model.parameters())
-    rec = Recorder(model, opt.zero_grad, fault)
-    start = _flat(model)
-    snapshots: list[torch.Tensor] = []
-    raised: BaseException | None = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            for _ in range(1 if isinstance(opt, BridgeOptimizer) else STEPS):
-                snapshots.append(_flat(model))
-                opt.step(rec)  # type: ignore[arg-type]
-        except (Boom, KeyboardInterrupt) as exc:
-            raised = exc
-    return model, opt, rec, start, snapshots, raised
-
-
-def _check(
-    e: Entry,
-    model: torch.nn.Module,
-    opt: Any,
-    rec: Recorder,
-    start: torch.Tensor,
-    snaps: list[Any],
-    lenient: bool = False,
-) -> None:
-    """``lenient``: the last recorded loss may not have reached the optimizer (a SIGINT right after it)."""
-    x = _flat(model)
-    assert torch.isfinite(x).all(), f"{e.name}: parameters are not finite: {x}"
-    same = [i for i, p in enumerate(rec.points) if torch.equal(p, x)]
-    if _whole_run(opt):
-        finite = [f for f in rec.losses if math.isfinite(f)]
-        if not torch.equal(x, start):
-            assert same, f"{e.name}: parameters {x.tolist()} are neither the start nor an evaluated point"
-            best = {min(finite)} if finite else set()
-            earlier = [f for f in rec.losses[:-1] if math.isfinite(f)]
-            if lenient and earlier:
-                best.add(min(earlier))
-            assert min(rec.losses[i] for i in same) in best, (
-                f"{e.name}: parameters at loss {[rec.losses[i] for i in same]}, best finite seen {best}"
-            )
-        _check_grad(e, model)
-    else:
-        trial = [p for p in rec.points if not any(torch.equal(p, s) for s in snaps)]
-        last = snaps[-1] if snaps else start  # an interrupt before the first step: the start itself
-        assert torch.equal(x, last) or not any(torch.equal(x, p) for p in trial), (
-            f"{e.name}: parameters left at a perturbed trial point {x.tolist()}"
-        )
-        for p in model.parameters():
-            assert p.grad is None or torch.isfinite(p.grad).all(), f"{e.name}: non-finite p.grad {p.grad}"
-
-
-def _check_grad(e: Entry, model: torch.nn.Module) -> None:
-    grads = [p.grad for p in model.parameters()]
-    if all(g is None for g in grads):
-        return
-    with torch.no_grad():
-        saved = [p.detach().clone() for p in model.parameters()]
-    try:
-        for p in model.parameters():
-            p.grad = None
-        loss = model()
-        truth = torch.autograd.grad(loss, list(model.parameters()))
-    finally:
-        for p, g, s in zip(model.parameters(), grads, saved):
-            p.grad = g
-            with torch.no_grad():
-                p.copy_(s)
-    for g, t in zip(grads, truth):
-        assert g is not None, f"{e.name}: p.grad is None for some parameters only"
-        assert torch.allclose(g.to(torch.float64), t.to(torch.float64), rtol=1e-5, atol=1e-7), (
-            f"{e.name}: p.grad {g} does not match the parameters (gradient there {t})"
-        )
+def _steps(e: Entry) -> int:
+    return 1 if e.whole_run else STEPS
 
 
 def _clean_calls(e: Entry) -> int:
-    rec = _run(e, lambda k: None)[2]
-    return len(rec.points)
+    return len(run_entry(e, _steps(e)).rec.calls)
 
 
 FAULTS: dict[str, Callable[[int], Callable[[int], str | None]]] = {
@@ -184,12 +73,42 @@ def test_fault(name: str, kind: str) -> None:
         pytest.xfail(XFAIL[(name, kind)])
     e = next(x for x in ENTRIES if x.name == name)
     n = _clean_calls(e)
-    model, opt, rec, start, snaps, raised = _run(e, FAULTS[kind](n))
+    out = run_entry(e, _steps(e), FAULTS[kind](n))
     if kind.startswith(("raise", "interrupt")) and (kind != "raise@mid" or n >= 3):
-        assert raised is not None, f"{name}: the injected error did not propagate"
-    if kind == "nan@all" and _whole_run(opt):
-        assert torch.equal(_flat(model), start), f"{name}: moved although no finite loss was seen"
-    _check(e, model, opt, rec, start, snaps)
+        assert out.raised is not None, f"{name}: the injected error did not propagate"
+    if kind == "nan@all" and (e.whole_run or e.best_point):
+        assert torch.equal(flat(out.model), out.start), f"{name}: moved although no finite loss was seen"
+    check_safe_point(e, out)
+
+
+@pytest.mark.parametrize("name", [e.name for e in ENTRIES if e.callback])
+def test_callback_stop(name: str) -> None:
+    """A callback returning True mid-run: no exception, result says so, parameters at the best point."""
+    e = next(x for x in ENTRIES if x.name == name)
+    calls: list[int] = []
+
+    def stop_on_second(*args: Any) -> bool:
+        calls.append(1)
+        return len(calls) >= 2
+
+    out = run_entry(e, 1, callback=stop_on_second)
+    assert out.raised is None, f"{name}: {out.raised!r}"
+    if len(calls) < 2:  # the solver calls back once only (e.g. SHGO with iters=1): a first-call stop instead
+        calls.clear()
+        out = run_entry(e, 1, callback=lambda *a: calls.append(1) or True)
+    stopped_cleanly(e, out, "callback")
+    assert len(out.rec.calls) <= _clean_calls(e)
+
+
+@pytest.mark.parametrize("name", [e.name for e in ENTRIES if e.timeout])
+def test_timeout(name: str) -> None:
+    """A slow closure (20 ms a call) and a deadline half-way through the untimed run's calls: a clean stop there."""
+    e = next(x for x in ENTRIES if x.name == name)
+    n = _clean_calls(e)
+    out = run_entry(e, 1, delay=0.02, timeout=0.02 * max(2, n // 2))
+    assert out.raised is None, f"{name}: {out.raised!r}"
+    assert len(out.rec.calls) < n, f"{name}: {len(out.rec.calls)} closure calls, the untimed run makes {n}"
+    stopped_cleanly(e, out, "timeout")
 
 
 SIGINT_RUNS = 6  # per entry: 39 entries -> 234 runs
@@ -229,9 +148,7 @@ def _sigint_run(e: Entry, delay: float) -> str:
     """One run interrupted after ``delay`` seconds; ``""`` when the interrupt reached the caller, else why not."""
     model = e.problem()
     opt = e.factory(model.parameters())
-    rec = Recorder(model, opt.zero_grad, lambda k: None)
-    start = _flat(model)
-    snaps: list[torch.Tensor] = []
+    out = RunResult(model, opt, Recorder(model, opt.zero_grad))
     timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
     dropped: list[BaseException | None] = []
     hook = sys.unraisablehook
@@ -247,9 +164,9 @@ def _sigint_run(e: Entry, delay: float) -> str:
         warnings.simplefilter("ignore")
         try:
             timer.start()
-            for _ in range(1 if isinstance(opt, BridgeOptimizer) else STEPS):
-                snaps.append(_flat(model))
-                opt.step(rec)  # type: ignore[arg-type]
+            for _ in range(_steps(e)):
+                out.snapshots.append(flat(model))
+                opt.step(out.rec)
             timer.join()
             time.sleep(0.5)  # the interrupt lands here when the run ended first
         except KeyboardInterrupt:
@@ -261,7 +178,7 @@ def _sigint_run(e: Entry, delay: float) -> str:
             sys.unraisablehook = hook
             grad_mode_kept = torch.is_grad_enabled()
             torch.set_grad_enabled(True)  # never let one interrupted run switch autograd off for later tests
-    _check(e, model, opt, rec, start, snaps, lenient=True)  # the parameters are safe either way
+    check_safe_point(e, out, lenient=True)  # the parameters are safe either way
     if not grad_mode_kept:
         return _GRAD_MODE_LEFT_OFF
     if caught:

@@ -1,8 +1,9 @@
 """Frozen ``nn.Parameter`` s (``requires_grad=False``) are left untouched by every optimizer.
 
-The truth is the tensor itself: its bytes before and after a step, next to a trainable tensor
-that must have moved. A plain tensor without ``requires_grad`` is optimized (derivative-free
-search over a bare tensor is a normal use).
+That every registered optimizer leaves a frozen tensor untouched (and moves the others) is the
+contract suite's ``test_frozen_parameter_untouched`` (tests/test_contract_suite.py). Here: the
+warning that says so points at the user's line for every registry entry, and the special cases
+(plain tensors, groups added later, an inner optimizer that lists the frozen tensor).
 """
 
 from __future__ import annotations
@@ -14,54 +15,10 @@ import torch
 
 import torchzero_bridge as tzb
 from torchzero_bridge.errors import FrozenParameterWarning
+from torchzero_bridge.testing.registry import ENTRIES, Entry
 
 B = (-2.0, 2.0)
-Factory = Callable[[list[dict]], torch.optim.Optimizer]
-
 SGD = (torch.optim.SGD, {"lr": 0.05})
-
-# every public optimizer class, each with a budget small enough for a quick test
-FACTORIES: dict[str, Factory] = {
-    "MinimizeWrapper": lambda g: tzb.MinimizeWrapper(g, method="L-BFGS-B"),
-    "BasinHoppingWrapper": lambda g: tzb.BasinHoppingWrapper(g, niter=2, rng=0),
-    "DifferentialEvolutionWrapper": lambda g: tzb.DifferentialEvolutionWrapper(g, maxiter=3, popsize=4, rng=0),
-    "DualAnnealingWrapper": lambda g: tzb.DualAnnealingWrapper(g, maxiter=3, rng=0),
-    "SHGOWrapper": lambda g: tzb.SHGOWrapper(g, n=16, iters=1),
-    "DirectWrapper": lambda g: tzb.DirectWrapper(g, maxfun=60),
-    "NevergradWrapper": lambda g: tzb.NevergradWrapper(g, "OnePlusOne", budget=20, seed=0),
-    "OptunaWrapper": lambda g: tzb.OptunaWrapper(g, n_trials=8, seed=0),
-    "FDM": lambda g: tzb.FDM(g, opt=SGD),
-    "RandomizedFDM": lambda g: tzb.RandomizedFDM(g, opt=SGD, seed=0),
-    "SPSA": lambda g: tzb.SPSA(g, opt=SGD, seed=0),
-    "RDSA": lambda g: tzb.RDSA(g, opt=SGD, seed=0),
-    "GaussianSmoothing": lambda g: tzb.GaussianSmoothing(g, opt=SGD, seed=0),
-    "MeZO": lambda g: tzb.MeZO(g, opt=SGD, seed=0),
-    "ForwardGradient": lambda g: tzb.ForwardGradient(g, opt=SGD, seed=0),
-    "RandomGrad": lambda g: tzb.RandomGrad(g, lr=0.05, seed=0),
-    "GradChain": lambda g: tzb.GradChain(g, [tzb.SPSA(seed=0), SGD]),
-    "RandomSearch": lambda g: tzb.RandomSearch(g, n_samples=8, seed=0),
-    "ShrinkingRandomSearch": lambda g: tzb.ShrinkingRandomSearch(g, lr=0.5, n_samples=8, seed=0),
-    "GridSearch": lambda g: tzb.GridSearch(g, step=0.5, batch_size=16),
-    "SequentialSearch": lambda g: tzb.SequentialSearch(g, lr=0.5),
-    "RandomWalk": lambda g: tzb.RandomWalk(g, lr=0.3, seed=0),
-    "SecondOrderRandomWalk": lambda g: tzb.SecondOrderRandomWalk(g, lr=0.3, seed=0),
-    "SimulatedAnnealing": lambda g: tzb.SimulatedAnnealing(g, lr=0.3, seed=0),
-    "ParticleSwarm": lambda g: tzb.ParticleSwarm(g, n_particles=6, seed=0),
-    "EvolutionStrategy": lambda g: tzb.EvolutionStrategy(g, lr=0.3, seed=0),
-    "SwarmOfOptimizers": lambda g: tzb.SwarmOfOptimizers(g, lambda q: tzb.RandomWalk(q, lr=0.3), n=3, seed=0),
-}
-
-NEEDS_BOUNDS = {
-    "BasinHoppingWrapper",
-    "DifferentialEvolutionWrapper",
-    "DualAnnealingWrapper",
-    "SHGOWrapper",
-    "DirectWrapper",
-    "OptunaWrapper",
-    "RandomSearch",
-    "GridSearch",
-    "ParticleSwarm",
-}
 X = torch.linspace(-1.0, 1.0, 16, dtype=torch.float64).reshape(8, 2)
 Y = X @ torch.tensor([[0.7], [-0.4]], dtype=torch.float64) + 0.3
 
@@ -86,37 +43,17 @@ def _closure(model: torch.nn.Module, opt: torch.optim.Optimizer) -> Callable[...
     return closure
 
 
-def test_every_public_optimizer_is_listed() -> None:
-    optimizers = {
-        n
-        for n in tzb.__all__
-        if isinstance(getattr(tzb, n), type) and issubclass(getattr(tzb, n), torch.optim.Optimizer)
-    }
-    bases = {"BridgeOptimizer", "DerivativeFreeOptimizer", "GradientEstimator"}
-    assert optimizers - bases == set(FACTORIES)
-
-
-@pytest.mark.parametrize("name", list(FACTORIES))
-def test_frozen_parameter_is_left_untouched(name: str) -> None:
-    model = _model()
-    frozen_before = model.bias.detach().clone()
-    weight_before = model.weight.detach().clone()
-    groups: list[dict] = [{"params": list(model.parameters())}]
-    if name in NEEDS_BOUNDS:
-        groups[0]["bounds"] = B
+@pytest.mark.parametrize("e", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_frozen_warning_is_said_once_at_the_callers_line(e: Entry) -> None:
+    model = e.problem()
+    frozen = list(model.parameters())[-1]
+    frozen.requires_grad_(False)
     with pytest.warns(FrozenParameterWarning, match=r"param group 0 holds 1 frozen nn\.Parameter") as caught:
-        opt = FACTORIES[name](groups)
-    assert len([w for w in caught if w.category is FrozenParameterWarning]) == 1  # said once
-    assert caught[0].filename == __file__  # attributed to the user's line
-    assert all(p is not model.bias for g in opt.param_groups for p in g["params"])
-    closure = _closure(model, opt)
-    for _ in range(10):
-        opt.step(closure)
-        assert torch.equal(model.bias.detach(), frozen_before)
-        if not torch.equal(model.weight.detach(), weight_before):
-            break
-    assert not torch.equal(model.weight.detach(), weight_before)  # the trainable tensor moved
-    assert model.bias.grad is None
+        opt = e.factory(model.parameters())
+    said = [w for w in caught if w.category is FrozenParameterWarning]
+    assert len(said) == 1  # said once
+    assert said[0].filename == __file__  # attributed to the user's line (the registry's factories are package code)
+    assert all(p is not frozen for g in opt.param_groups for p in g["params"])
 
 
 def test_plain_tensor_without_requires_grad_is_optimized() -> None:

@@ -19,7 +19,7 @@ from torchzero_bridge.testing.global_functions import Rastrigin, rastrigin
 from torchzero_bridge.testing.registry import ENTRIES, Entry
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 
-WHOLE_RUN = [e for e in ENTRIES if e.name.split("[")[0] != "MinimizeWrapper" and e.name.endswith(("Wrapper", "]"))]
+WHOLE_RUN = [e for e in ENTRIES if e.whole_run and e.best_point]
 WHOLE_RUN = [e for e in WHOLE_RUN if issubclass(getattr(tzb, e.name.split("[")[0]), tzb.BridgeOptimizer)]
 
 

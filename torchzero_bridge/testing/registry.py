@@ -1,8 +1,10 @@
 """Every public optimizer with a small factory and a problem it runs on, for suites over all of them.
 
-Each entry is ``(name, factory, problem)``: ``problem()`` builds a fresh reference module whose
-``forward()`` returns the loss, ``factory(params)`` builds a seeded optimizer over that
-module's parameters with a small budget. Adding an optimizer to the checks is one line here.
+Each entry (:class:`~torchzero_bridge.testing.entry.Entry`) is ``(name, factory, problem, flags...)``:
+``problem()`` builds a fresh reference module whose ``forward()`` returns the loss,
+``factory(params)`` builds a seeded optimizer over that module's parameters with a small budget,
+and the capability flags tell the contract suite which promises apply. Adding an optimizer to
+every check is one row here.
 Names are unique; an optimizer with several configurations that keep different state
 (e.g. ``NevergradWrapper`` with several nevergrad solvers) has one entry per configuration,
 named ``"Class[config]"``.
@@ -18,32 +20,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
+from torchzero_bridge.testing.entry import Entry, Factory, logging_closure
 from torchzero_bridge.testing.functions import Sphere
 from torchzero_bridge.testing.global_functions import Rastrigin
-from torchzero_bridge.testing.problems import Rosenbrock, make_closure
+from torchzero_bridge.testing.problems import Rosenbrock
 
 __all__ = ["ENTRIES", "Entry", "entry", "logging_closure", "optimizer_classes"]
-
-Factory = Callable[[Iterable[torch.Tensor]], torch.optim.Optimizer]
-
-
-class Entry(NamedTuple):
-    """One registered optimizer setup.
-
-    Attributes:
-        name: unique id (the class name, or ``"Class[config]"``).
-        factory: builds the optimizer over the given parameters (seeded, small budget).
-        problem: builds a fresh module; ``module()`` is the loss.
-    """
-
-    name: str
-    factory: Factory
-    problem: Callable[[], torch.nn.Module]
 
 
 def _rosen() -> torch.nn.Module:
@@ -58,8 +45,12 @@ def _rastrigin() -> torch.nn.Module:
     return Rastrigin.at([1.3, -0.7, 0.4])
 
 
-def _boxed(params: Iterable[torch.Tensor], lo: float = -2.0, hi: float = 2.0) -> list[dict[str, Any]]:
-    return [{"params": list(params), "bounds": (lo, hi)}]
+def _boxed(params: Iterable[Any], lo: float = -2.0, hi: float = 2.0) -> list[dict[str, Any]]:
+    """One group ``bounds=(lo, hi)`` over tensors, or each given group with that box unless it has its own."""
+    items = list(params)
+    if items and isinstance(items[0], dict):
+        return [{"bounds": (lo, hi), **g} for g in items]
+    return [{"params": items, "bounds": (lo, hi)}]
 
 
 def _tzb() -> Any:
@@ -68,12 +59,16 @@ def _tzb() -> Any:
     return torchzero_bridge
 
 
+def _t(name: str) -> Any:
+    return getattr(_tzb(), name)
+
+
 def _ng(name: str, **kw: Any) -> Factory:
-    return lambda p: _tzb().NevergradWrapper(p, name, budget=40, evals_per_step=8, seed=3, **kw)
+    return lambda p, **o: _t("NevergradWrapper")(p, name, budget=40, evals_per_step=8, seed=3, **kw, **o)
 
 
 def _optuna(sampler: str) -> Factory:
-    def make(p: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    def make(p: Iterable[Any], **options: Any) -> torch.optim.Optimizer:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,7 +77,7 @@ def _optuna(sampler: str) -> Factory:
             "Random": lambda: optuna.samplers.RandomSampler(seed=5),
             "NSGAII": lambda: optuna.samplers.NSGAIISampler(seed=5, population_size=4),
         }
-        return _tzb().OptunaWrapper(_boxed(p), samplers[sampler](), n_trials=6)
+        return _t("OptunaWrapper")(_boxed(p), samplers[sampler](), n_trials=6, **options)
 
     return make
 
@@ -91,97 +86,228 @@ def _adam(p: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
     return torch.optim.Adam(p, lr=0.05)
 
 
-def _t(name: str) -> Any:
-    return getattr(_tzb(), name)
+def _minimize(method: str, maxiter: int) -> Factory:
+    return lambda p, **o: _t("MinimizeWrapper")(p, method=method, options={"maxiter": maxiter}, **o)
 
+
+def _only(name: str, *args: Any, boxed: bool = False, **kw: Any) -> Factory:
+    """The class with only its required arguments (bounds where the method needs a box)."""
+    return lambda p: _t(name)(_boxed(p) if boxed else p, *args, **kw)
+
+
+# flags shared by families
+_SCIPY: dict[str, Any] = {"whole_run": True, "callback": True, "timeout": True}
+_GLOBAL: dict[str, Any] = {**_SCIPY, "best_point": True, "bounds": True}
+_NG: dict[str, Any] = {
+    **_SCIPY,
+    "best_point": True,
+    "integers": True,
+    "bounds": True,
+    "stochastic": True,
+    "minimal": _only("NevergradWrapper", budget=20),
+}
+_OPTUNA: dict[str, Any] = {**_NG, "minimal": _only("OptunaWrapper", boxed=True, n_trials=3)}
+_ESTIMATOR: dict[str, Any] = {"loss_at_answer": False, "bounds": True, "stochastic": True}
+_DFO: dict[str, Any] = {"best_point": True, "bounds": True, "stochastic": True}
 
 ENTRIES: list[Entry] = [
-    # scipy local
-    Entry("MinimizeWrapper[BFGS]", lambda p: _t("MinimizeWrapper")(p, method="BFGS", options={"maxiter": 4}), _rosen),
+    # scipy local (trust-constr is not flagged for bounds: scipy's iterates may leave them before convergence)
     Entry(
-        "MinimizeWrapper[L-BFGS-B]",
-        lambda p: _t("MinimizeWrapper")(p, method="L-BFGS-B", options={"maxiter": 4}),
-        _rosen,
+        "MinimizeWrapper[BFGS]", _minimize("BFGS", 4), _rosen, gradient=True, minimal=_only("MinimizeWrapper"), **_SCIPY
     ),
-    Entry(
-        "MinimizeWrapper[Nelder-Mead]",
-        lambda p: _t("MinimizeWrapper")(p, method="Nelder-Mead", options={"maxiter": 15}),
-        _rosen,
-    ),
-    Entry(
-        "MinimizeWrapper[trust-constr]",
-        lambda p: _t("MinimizeWrapper")(p, method="trust-constr", options={"maxiter": 4}),
-        _rosen,
-    ),
+    Entry("MinimizeWrapper[L-BFGS-B]", _minimize("L-BFGS-B", 4), _rosen, gradient=True, bounds=True, **_SCIPY),
+    Entry("MinimizeWrapper[Nelder-Mead]", _minimize("Nelder-Mead", 15), _rosen, bounds=True, **_SCIPY),
+    Entry("MinimizeWrapper[trust-constr]", _minimize("trust-constr", 4), _rosen, gradient=True, **_SCIPY),
     Entry(
         "MinimizeWrapper[newton_cg_armijo]",
-        lambda p: _t("MinimizeWrapper")(p, method=_t("newton_cg_armijo"), options={"maxiter": 3}),
+        lambda p, **o: _t("MinimizeWrapper")(p, method=_t("newton_cg_armijo"), options={"maxiter": 3}, **o),
         _rosen,
+        gradient=True,
+        **_SCIPY,
     ),
     # scipy global
     Entry(
         "DifferentialEvolutionWrapper",
-        lambda p: _t("DifferentialEvolutionWrapper")(_boxed(p), maxiter=3, popsize=4, polish=False, rng=1),
+        lambda p, **o: _t("DifferentialEvolutionWrapper")(_boxed(p), maxiter=3, popsize=4, polish=False, rng=1, **o),
         _rastrigin,
+        integers=True,  # batching: a BatchObjective runs scipy's vectorized variant, a different (deferred) run
+        stochastic=True,
+        minimal=_only("DifferentialEvolutionWrapper", boxed=True),
+        **_GLOBAL,
     ),
     Entry(
         "DifferentialEvolutionWrapper[warm_start]",
-        lambda p: _t("DifferentialEvolutionWrapper")(
-            _boxed(p), maxiter=3, popsize=4, polish=True, rng=1, warm_start=True
+        lambda p, **o: _t("DifferentialEvolutionWrapper")(
+            _boxed(p), maxiter=3, popsize=4, polish=True, rng=1, warm_start=True, **o
         ),
         _rastrigin,
+        gradient=True,
+        integers=True,
+        stochastic=True,
+        **_GLOBAL,
     ),
     Entry(
         "DualAnnealingWrapper",
-        lambda p: _t("DualAnnealingWrapper")(_boxed(p), maxiter=4, rng=2, minimizer_args={"method": "L-BFGS-B"}),
+        lambda p, **o: _t("DualAnnealingWrapper")(
+            _boxed(p), maxiter=4, rng=2, minimizer_args={"method": "L-BFGS-B"}, **o
+        ),
         _rastrigin,
+        gradient=True,
+        stochastic=True,
+        minimal=_only("DualAnnealingWrapper", boxed=True),
+        **_GLOBAL,
     ),
-    Entry("SHGOWrapper", lambda p: _t("SHGOWrapper")(_boxed(p), n=16, iters=1), _rastrigin),
-    Entry("DirectWrapper", lambda p: _t("DirectWrapper")(_boxed(p), maxfun=40), _rastrigin),
+    Entry(
+        "SHGOWrapper",
+        lambda p, **o: _t("SHGOWrapper")(_boxed(p), n=16, iters=1, **o),
+        _rastrigin,
+        gradient=True,
+        minimal=_only("SHGOWrapper", boxed=True),
+        **_GLOBAL,
+    ),
+    Entry(
+        "DirectWrapper",
+        lambda p, **o: _t("DirectWrapper")(_boxed(p), maxfun=40, **o),
+        _rastrigin,
+        minimal=_only("DirectWrapper", boxed=True),
+        **_GLOBAL,
+    ),
     Entry(
         "BasinHoppingWrapper",
-        lambda p: _t("BasinHoppingWrapper")(p, {"method": "L-BFGS-B"}, niter=2, rng=4),
+        lambda p, **o: _t("BasinHoppingWrapper")(p, {"method": "L-BFGS-B"}, niter=2, rng=4, **o),
         _rastrigin,
+        gradient=True,
+        stochastic=True,
+        minimal=_only("BasinHoppingWrapper"),
+        **_GLOBAL,
     ),
     # nevergrad (several solvers keep very different state)
-    Entry("NevergradWrapper[OnePlusOne]", _ng("OnePlusOne"), _sphere),
-    Entry("NevergradWrapper[CMA]", _ng("CMA"), _sphere),
-    Entry("NevergradWrapper[TBPSA]", _ng("TBPSA"), _rastrigin),
-    Entry("NevergradWrapper[TwoPointsDE]", _ng("TwoPointsDE", num_workers=3), _sphere),
-    Entry("NevergradWrapper[NGOpt]", _ng("NGOpt"), _sphere),
-    Entry("NevergradWrapper[Powell]", _ng("Powell"), _sphere),
+    Entry("NevergradWrapper[OnePlusOne]", _ng("OnePlusOne"), _sphere, **_NG),
+    Entry("NevergradWrapper[CMA]", _ng("CMA"), _sphere, **_NG),
+    Entry("NevergradWrapper[TBPSA]", _ng("TBPSA"), _rastrigin, **_NG),
+    Entry("NevergradWrapper[TwoPointsDE]", _ng("TwoPointsDE", num_workers=3), _sphere, **_NG),
+    Entry("NevergradWrapper[NGOpt]", _ng("NGOpt"), _sphere, **_NG),
+    Entry("NevergradWrapper[Powell]", _ng("Powell"), _sphere, **_NG),
     # optuna
-    Entry("OptunaWrapper[TPE]", _optuna("TPE"), _sphere),
-    Entry("OptunaWrapper[Random]", _optuna("Random"), _sphere),
-    Entry("OptunaWrapper[NSGAII]", _optuna("NSGAII"), _sphere),
+    Entry("OptunaWrapper[TPE]", _optuna("TPE"), _sphere, **_OPTUNA),
+    Entry("OptunaWrapper[Random]", _optuna("Random"), _sphere, **_OPTUNA),
+    Entry("OptunaWrapper[NSGAII]", _optuna("NSGAII"), _sphere, **_OPTUNA),
     # gradient estimators
-    Entry("FDM", lambda p: _t("FDM")(p, opt=_adam), _rosen),
-    Entry("RDSA", lambda p: _t("RDSA")(p, opt=_adam, seed=1), _rosen),
-    Entry("SPSA", lambda p: _t("SPSA")(p, opt=_adam, seed=1), _rosen),
-    Entry("MeZO", lambda p: _t("MeZO")(p, opt=_adam, seed=1), _rosen),
-    Entry("RandomizedFDM", lambda p: _t("RandomizedFDM")(p, opt=_adam, seed=1), _rosen),
-    Entry("ForwardGradient", lambda p: _t("ForwardGradient")(p, opt=_adam, seed=1), _rosen),
-    Entry("GaussianSmoothing", lambda p: _t("GaussianSmoothing")(p, n_samples=4, opt=_adam, seed=1), _rosen),
-    Entry("RandomGrad", lambda p: _t("RandomGrad")(p, lr=1e-2, opt=_adam, seed=1), _rosen),
+    Entry(
+        "FDM", lambda p: _t("FDM")(p, opt=_adam), _rosen, minimal=_only("FDM"), **{**_ESTIMATOR, "stochastic": False}
+    ),
+    Entry("RDSA", lambda p: _t("RDSA")(p, opt=_adam, seed=1), _rosen, minimal=_only("RDSA"), **_ESTIMATOR),
+    Entry("SPSA", lambda p: _t("SPSA")(p, opt=_adam, seed=1), _rosen, minimal=_only("SPSA"), **_ESTIMATOR),
+    Entry("MeZO", lambda p: _t("MeZO")(p, opt=_adam, seed=1), _rosen, minimal=_only("MeZO"), **_ESTIMATOR),
+    Entry(
+        "RandomizedFDM",
+        lambda p: _t("RandomizedFDM")(p, opt=_adam, seed=1),
+        _rosen,
+        minimal=_only("RandomizedFDM"),
+        **_ESTIMATOR,
+    ),
+    Entry(
+        "ForwardGradient",
+        lambda p: _t("ForwardGradient")(p, opt=_adam, seed=1),
+        _rosen,
+        minimal=_only("ForwardGradient"),
+        **_ESTIMATOR,
+    ),
+    Entry(
+        "GaussianSmoothing",
+        lambda p: _t("GaussianSmoothing")(p, n_samples=4, opt=_adam, seed=1),
+        _rosen,
+        minimal=_only("GaussianSmoothing"),
+        **_ESTIMATOR,
+    ),
+    Entry(
+        "RandomGrad",
+        lambda p: _t("RandomGrad")(p, lr=1e-2, opt=_adam, seed=1),
+        _rosen,
+        minimal=_only("RandomGrad"),
+        **_ESTIMATOR,
+    ),
     Entry(
         "GradChain",
         lambda p: _t("GradChain")(p, [lambda q: torch.optim.SGD(q, lr=0.01, momentum=0.9), _adam]),
         _rosen,
+        gradient=True,
+        loss_at_answer=False,
     ),
     # searches, walks, populations
-    Entry("RandomSearch", lambda p: _t("RandomSearch")(p, seed=1), _sphere),
-    Entry("ShrinkingRandomSearch", lambda p: _t("ShrinkingRandomSearch")(p, nsteps=50, seed=1), _sphere),
-    Entry("GridSearch", lambda p: _t("GridSearch")(p, bounds=(-1.0, 1.0), step=0.5), _sphere),
-    Entry("SequentialSearch", lambda p: _t("SequentialSearch")(p, lr=0.5), _sphere),
-    Entry("RandomWalk", lambda p: _t("RandomWalk")(p, lr=0.2, seed=1), _sphere),
-    Entry("SecondOrderRandomWalk", lambda p: _t("SecondOrderRandomWalk")(p, lr=0.2, seed=1), _sphere),
-    Entry("SimulatedAnnealing", lambda p: _t("SimulatedAnnealing")(p, lr=0.2, seed=1), _sphere),
-    Entry("EvolutionStrategy", lambda p: _t("EvolutionStrategy")(p, n_parents=2, n_offspring=4, seed=1), _sphere),
-    Entry("ParticleSwarm", lambda p: _t("ParticleSwarm")(p, n_particles=4, seed=1), _sphere),
+    Entry(
+        "RandomSearch",
+        lambda p: _t("RandomSearch")(p, seed=1),
+        _sphere,
+        integers=True,
+        batching=True,
+        minimal=_only("RandomSearch"),
+        **_DFO,
+    ),
+    Entry(
+        "ShrinkingRandomSearch",
+        lambda p: _t("ShrinkingRandomSearch")(p, nsteps=50, seed=1),
+        _sphere,
+        integers=True,
+        batching=True,
+        minimal=_only("ShrinkingRandomSearch"),
+        **_DFO,
+    ),
+    Entry(
+        "GridSearch",
+        lambda p: _t("GridSearch")(_boxed(p, -1.0, 1.0), step=0.5),
+        _sphere,
+        integers=True,
+        batching=True,
+        **{**_DFO, "stochastic": False},
+    ),
+    Entry(
+        "SequentialSearch",
+        lambda p: _t("SequentialSearch")(p, lr=0.5),
+        _sphere,
+        integers=True,
+        batching=True,
+        minimal=_only("SequentialSearch"),
+        **{**_DFO, "stochastic": False},
+    ),
+    Entry("RandomWalk", lambda p: _t("RandomWalk")(p, lr=0.2, seed=1), _sphere, minimal=_only("RandomWalk"), **_DFO),
+    Entry(
+        "SecondOrderRandomWalk",
+        lambda p: _t("SecondOrderRandomWalk")(p, lr=0.2, seed=1),
+        _sphere,
+        minimal=_only("SecondOrderRandomWalk"),
+        **_DFO,
+    ),
+    Entry(
+        "SimulatedAnnealing",
+        lambda p: _t("SimulatedAnnealing")(p, lr=0.2, seed=1),
+        _sphere,
+        integers=True,
+        minimal=_only("SimulatedAnnealing"),
+        **_DFO,
+    ),
+    Entry(
+        "EvolutionStrategy",
+        lambda p: _t("EvolutionStrategy")(p, n_parents=2, n_offspring=4, seed=1),
+        _sphere,
+        integers=True,
+        batching=True,
+        minimal=_only("EvolutionStrategy"),
+        **_DFO,
+    ),
+    Entry(
+        "ParticleSwarm",
+        lambda p: _t("ParticleSwarm")(p, n_particles=4, seed=1),
+        _sphere,
+        batching=True,
+        minimal=_only("ParticleSwarm"),
+        **_DFO,
+    ),
     Entry(
         "SwarmOfOptimizers",
         lambda p: _t("SwarmOfOptimizers")(p, lambda q: _t("SPSA")(q, opt=_adam, seed=2), n=2, seed=1),
         _rosen,
+        **_DFO,
     ),
 ]
 
@@ -201,27 +327,3 @@ def entry(name: str) -> Entry:
 def optimizer_classes() -> set[str]:
     """Class names covered by at least one entry (``"Class[config]"`` counts for ``Class``)."""
     return {e.name.split("[")[0] for e in ENTRIES}
-
-
-def logging_closure(
-    model: torch.nn.Module, zero_grad: Callable[[], None], log: list[torch.Tensor]
-) -> Callable[..., torch.Tensor]:
-    """A ``backward``-aware closure returning ``model()`` that appends the evaluated point to ``log``.
-
-    Each entry of ``log`` is a float64 copy of all parameters, flattened and concatenated, so
-    two runs can be compared evaluation by evaluation.
-
-    Example:
-        >>> model = entry("RandomSearch").problem()
-        >>> log = []
-        >>> _ = logging_closure(model, lambda: None, log)(backward=False)
-        >>> log[0].tolist()
-        [0.9, -0.4, 0.3]
-    """
-    inner = make_closure(model, zero_grad)
-
-    def closure(backward: bool = True) -> torch.Tensor:
-        log.append(torch.cat([p.detach().reshape(-1).to(torch.float64) for p in model.parameters()]))
-        return inner(backward)
-
-    return closure

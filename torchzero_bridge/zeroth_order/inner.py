@@ -223,6 +223,13 @@ def build_optimizer(
                 f"param-group option(s) {unused}",
                 f"{owner}'s {what} ({type(opt).__name__}) was constructed with its own param groups; set them there",
             )
+    else:  # torch optimizers keep any group key; one their defaults do not name is never read
+        unread = sorted({k for g in param_groups for k in g} - set(opt.defaults) - set(_NOT_OPTIONS) - {"bounds"})
+        if unread:
+            warn_ignored(
+                f"{owner}: param-group option(s) {unread}",
+                f"neither {owner} nor its {what} ({type(opt).__name__}) has such an option",
+            )
     return opt
 
 

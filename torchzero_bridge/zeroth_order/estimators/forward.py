@@ -22,6 +22,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from torchzero_bridge._checks import check_int
+from torchzero_bridge._preload import preload
 from torchzero_bridge.core.closure import loss_to_float
 from torchzero_bridge.errors import ClosureError
 from torchzero_bridge.zeroth_order.common import CountedClosure
@@ -84,6 +85,7 @@ class ForwardGradient(GradientEstimator):
         self.n_samples = check_int(n_samples, "n_samples", "ForwardGradient")
         self.sampler = DirectionSampler(distribution, "ForwardGradient")
         super().__init__(params, {}, opt=opt, seed=seed, generator=generator, randomized=True)
+        preload("torch._decomp.decompositions_for_jvp")  # the first forward-mode pass imports it; not inside a step
 
     @property
     def distribution(self) -> str:

@@ -1,0 +1,47 @@
+"""The shipped contract suite over every registered optimizer.
+
+:class:`~torchzero_bridge.testing.contract.OptimizerContract` holds the checks; this module only
+gives it the registry. A check that does not apply to an entry is skipped with the flag named.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from torchzero_bridge.testing.contract import OptimizerContract
+from torchzero_bridge.testing.entry import Entry
+from torchzero_bridge.testing.registry import ENTRIES
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+
+# (entry, check) -> why it is a known defect; reported, not hidden
+_SWARM = "SwarmOfOptimizers adopts its members' trial points"
+KNOWN: dict[tuple[str, str], str] = {
+    ("SwarmOfOptimizers", "test_answer_and_returned_loss"): (
+        f"{_SWARM}: a member's inner-optimizer update moves the parameters after the last evaluation, so they "
+        "end at a point never evaluated and step returns another point's loss"
+    ),
+    ("SwarmOfOptimizers", "test_group_bounds_apply_to_their_group"): (
+        f"{_SWARM}: members get the groups without bounds and their probes/updates leave the box; the swarm keeps them"
+    ),
+    ("GradChain", "test_integer_tensors_kept_or_refused"): (
+        "GradChain accepts an integer tensor and silently never changes it (no dtype check; DESIGN asks for a clear "
+        "error where integers are not supported)"
+    ),
+    ("SwarmOfOptimizers", "test_value_only_runs_without_backward"): (
+        f"{_SWARM}: the SPSA members' estimates stay in p.grad, which does not belong to the point the swarm keeps"
+    ),
+}
+
+
+@pytest.fixture(params=ENTRIES, ids=[e.name for e in ENTRIES])
+def entry(request: pytest.FixtureRequest) -> Entry:
+    e: Entry = request.param
+    why = KNOWN.get((e.name, request.node.originalname))
+    if why is not None:
+        request.applymarker(pytest.mark.xfail(reason=why, strict=True))
+    return e
+
+
+class TestRegistry(OptimizerContract):
+    """Every check on every registry entry."""

@@ -17,19 +17,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalW
 # (entry, check) -> why it is a known defect; reported, not hidden
 _SWARM = "SwarmOfOptimizers adopts its members' trial points"
 KNOWN: dict[tuple[str, str], str] = {
-    ("SwarmOfOptimizers", "test_answer_and_returned_loss"): (
-        f"{_SWARM}: a member's inner-optimizer update moves the parameters after the last evaluation, so they "
-        "end at a point never evaluated and step returns another point's loss"
-    ),
     ("SwarmOfOptimizers", "test_group_bounds_apply_to_their_group"): (
         f"{_SWARM}: members get the groups without bounds and their probes/updates leave the box; the swarm keeps them"
-    ),
-    ("GradChain", "test_integer_tensors_kept_or_refused"): (
-        "GradChain accepts an integer tensor and silently never changes it (no dtype check; DESIGN asks for a clear "
-        "error where integers are not supported)"
-    ),
-    ("SwarmOfOptimizers", "test_value_only_runs_without_backward"): (
-        f"{_SWARM}: the SPSA members' estimates stay in p.grad, which does not belong to the point the swarm keeps"
     ),
 }
 

@@ -91,7 +91,8 @@ class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     Raises:
         ValueError: no stages, a stage that needs the closure placed after the first, or a
             constructed stage over other tensors (the message names them).
-        TypeError: a stage that is not an optimizer, factory, pair or unbound estimator.
+        TypeError: a stage that is not an optimizer, factory, pair or unbound estimator; an
+            integer or boolean tensor (the message names it and its dtype).
 
     Example:
         >>> import torch
@@ -134,6 +135,13 @@ class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; every stage gets the new tensors, options routed as above."""
+        given = param_group.get("params", [])
+        for i, p in enumerate([given] if isinstance(given, torch.Tensor) else list(given)):
+            if isinstance(p, torch.Tensor) and not (p.is_floating_point() or p.is_complex()):
+                raise TypeError(
+                    f"GradChain: param_groups[{len(self.param_groups)}]['params'][{i}] (shape {tuple(p.shape)}) has "
+                    f"dtype {p.dtype}; gradient stages need floating-point (or complex) tensors"
+                )
         super().add_param_group(param_group)
         stages = getattr(self, "stages", None)
         if not stages:  # during __init__: the stages are built afterwards

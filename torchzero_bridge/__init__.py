@@ -3,9 +3,10 @@
 Example:
     >>> import torchzero_bridge as tzb
     >>> sorted(n for n in tzb.__all__ if n.endswith("Wrapper"))[:2]
-    ['BasinHoppingWrapper', 'DifferentialEvolutionWrapper']
+    ['BasinHoppingWrapper', 'CMAESWrapper']
 """
 
+from torchzero_bridge.cma import CMAESWrapper
 from torchzero_bridge.core import BatchObjective, BridgeOptimizer, FlatParams, Objective, StopSolve
 from torchzero_bridge.errors import (
     BridgeWarning,
@@ -61,6 +62,7 @@ __all__ = [
     "BatchObjective",
     "BridgeOptimizer",
     "BridgeWarning",
+    "CMAESWrapper",
     "ClosureError",
     "ConvergedWarning",
     "DerivativeFreeOptimizer",

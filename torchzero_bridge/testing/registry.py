@@ -150,6 +150,13 @@ ENTRIES: list[Entry] = [
     Entry("NevergradWrapper[TwoPointsDE]", _ng("TwoPointsDE", num_workers=3), _sphere),
     Entry("NevergradWrapper[NGOpt]", _ng("NGOpt"), _sphere),
     Entry("NevergradWrapper[Powell]", _ng("Powell"), _sphere),
+    # pycma
+    Entry("CMAESWrapper", lambda p: _t("CMAESWrapper")(p, 0.5, budget=8, seed=3), _sphere),
+    Entry(
+        "CMAESWrapper[bounds,restarts]",
+        lambda p: _t("CMAESWrapper")(_boxed(p), 0.5, budget=10, seed=3, restarts=2, options={"maxiter": 2}),
+        _rastrigin,
+    ),
     # optuna
     Entry("OptunaWrapper[TPE]", _optuna("TPE"), _sphere),
     Entry("OptunaWrapper[Random]", _optuna("Random"), _sphere),

@@ -50,6 +50,7 @@ from torchzero_bridge.zeroth_order import (
     ShrinkingRandomSearch,
     SimulatedAnnealing,
     SwarmOfOptimizers,
+    UndoOnRise,
 )
 
 __version__ = "0.1.0"
@@ -97,6 +98,7 @@ __all__ = [
     "SimulatedAnnealing",
     "StopSolve",
     "SwarmOfOptimizers",
+    "UndoOnRise",
     "__version__",
     "newton_cg_armijo",
 ]

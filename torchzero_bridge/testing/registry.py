@@ -175,6 +175,15 @@ ENTRIES: list[Entry] = [
         lambda p: _t("GradChain")(p, [lambda q: torch.optim.SGD(q, lr=0.01, momentum=0.9), _adam]),
         _rosen,
     ),
+    # wrappers that judge an inner optimizer's step by the loss
+    Entry("UndoOnRise", lambda p: _t("UndoOnRise")(p, lambda q: torch.optim.Adam(q, lr=0.3)), _rosen),
+    Entry(
+        "UndoOnRise[opposite,restore_state]",
+        lambda p: _t("UndoOnRise")(
+            p, lambda q: torch.optim.SGD(q, lr=0.01, momentum=0.9), on_rise="opposite", restore_state=True, shrink=0.5
+        ),
+        _rosen,
+    ),
     # searches, walks, populations
     Entry("RandomSearch", lambda p: _t("RandomSearch")(p, seed=1), _sphere),
     Entry("ShrinkingRandomSearch", lambda p: _t("ShrinkingRandomSearch")(p, nsteps=50, seed=1), _sphere),

@@ -29,6 +29,7 @@ from torchzero_bridge.zeroth_order.population import EvolutionStrategy, Particle
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
+from torchzero_bridge.zeroth_order.undo import UndoOnRise
 from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "ShrinkingRandomSearch",
     "SimulatedAnnealing",
     "SwarmOfOptimizers",
+    "UndoOnRise",
 ]

@@ -99,6 +99,7 @@ def _run(e: Entry, fault: Callable[[int], str | None]) -> tuple[Any, ...]:
             for _ in range(1 if isinstance(opt, BridgeOptimizer) else STEPS):
                 snapshots.append(_flat(model))
                 opt.step(rec)  # type: ignore[arg-type]
+            snapshots.append(_flat(model))  # a finished run's answer is no trial point, even when it was evaluated
         except (Boom, KeyboardInterrupt) as exc:
             raised = exc
     return model, opt, rec, start, snapshots, raised
@@ -250,6 +251,7 @@ def _sigint_run(e: Entry, delay: float) -> str:
             for _ in range(1 if isinstance(opt, BridgeOptimizer) else STEPS):
                 snaps.append(_flat(model))
                 opt.step(rec)  # type: ignore[arg-type]
+            snaps.append(_flat(model))  # a finished run's answer is no trial point, even when it was evaluated
             timer.join()
             time.sleep(0.5)  # the interrupt lands here when the run ended first
         except KeyboardInterrupt:

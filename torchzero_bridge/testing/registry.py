@@ -184,6 +184,11 @@ ENTRIES: list[Entry] = [
         ),
         _rosen,
     ),
+    Entry(
+        "BestOfLRs",
+        lambda p: _t("BestOfLRs")(p, lambda q: torch.optim.SGD(q, lr=1e-3, momentum=0.5), multipliers=(0.5, 1, 4)),
+        _rosen,
+    ),
     # searches, walks, populations
     Entry("RandomSearch", lambda p: _t("RandomSearch")(p, seed=1), _sphere),
     Entry("ShrinkingRandomSearch", lambda p: _t("ShrinkingRandomSearch")(p, nsteps=50, seed=1), _sphere),

@@ -28,6 +28,7 @@ from torchzero_bridge.zeroth_order.grad_chain import GradChain
 from torchzero_bridge.zeroth_order.population import EvolutionStrategy, ParticleSwarm
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
+from torchzero_bridge.zeroth_order.several_lr import BestOfLRs
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
 from torchzero_bridge.zeroth_order.undo import UndoOnRise
 from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
@@ -38,6 +39,7 @@ __all__ = [
     "FORMULAS",
     "RDSA",
     "SPSA",
+    "BestOfLRs",
     "DerivativeFreeOptimizer",
     "EvolutionStrategy",
     "ForwardGradient",

@@ -189,6 +189,12 @@ ENTRIES: list[Entry] = [
         lambda p: _t("BestOfLRs")(p, lambda q: torch.optim.SGD(q, lr=1e-3, momentum=0.5), multipliers=(0.5, 1, 4)),
         _rosen,
     ),
+    Entry("MomentumToBest", lambda p: _t("MomentumToBest")(p, _adam, pull=0.2), _rosen),
+    Entry(
+        "MomentumToBest[SPSA]",
+        lambda p: _t("MomentumToBest")(p, _t("SPSA")(h=1e-3, seed=1, opt=_adam), pull=0.3),
+        _rosen,
+    ),
     # searches, walks, populations
     Entry("RandomSearch", lambda p: _t("RandomSearch")(p, seed=1), _sphere),
     Entry("ShrinkingRandomSearch", lambda p: _t("ShrinkingRandomSearch")(p, nsteps=50, seed=1), _sphere),

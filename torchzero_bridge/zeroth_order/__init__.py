@@ -30,6 +30,7 @@ from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
 from torchzero_bridge.zeroth_order.several_lr import BestOfLRs
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
+from torchzero_bridge.zeroth_order.toward_best import MomentumToBest
 from torchzero_bridge.zeroth_order.undo import UndoOnRise
 from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
 
@@ -48,6 +49,7 @@ __all__ = [
     "GradientEstimator",
     "GridSearch",
     "MeZO",
+    "MomentumToBest",
     "ParticleSwarm",
     "RandomGrad",
     "RandomSearch",

@@ -32,7 +32,7 @@ def _setup(**kw):
 
 @pytest.mark.parametrize("on_rise", ["undo", "opposite"])
 def test_never_accepts_a_rise_and_counts_evaluations(on_rise: str) -> None:
-    x, opt, closure, calls = _setup(on_rise=on_rise)
+    x, opt, closure, calls = _setup(on_rise=on_rise, grow=1.5)  # lr keeps growing back: rises keep coming
     rises = 0
     for _ in range(60):
         before = x.detach().clone()
@@ -48,12 +48,12 @@ def test_never_accepts_a_rise_and_counts_evaluations(on_rise: str) -> None:
             assert torch.equal(after, before)
         # the inner Adam's closure run + the re-evaluation (+ the opposite point after a rise)
         assert calls[0] - c0 == 2 + (on_rise == "opposite" and rose)
-    assert rises >= 5, "the setting must produce rises, or the test proves nothing"
+    assert 5 <= rises <= 55, f"{rises} rises in 60 steps: the setting must produce both outcomes"
     assert opt.nfev == calls[0] == 120 + (rises if on_rise == "opposite" else 0)
 
 
 def test_matches_a_hand_written_undo_loop() -> None:
-    x, opt, closure, _ = _setup()
+    x, opt, closure, _ = _setup(shrink=1.0)
     y = torch.tensor([-1.2, 1.0], dtype=torch.float64, requires_grad=True)
     adam = torch.optim.Adam([y], lr=0.3)
     for _ in range(40):
@@ -89,7 +89,7 @@ def test_restore_state_rolls_back_the_inner_optimizer() -> None:
 
 def test_restore_state_without_shrink_repeats_the_same_rejected_step() -> None:
     """The documented trap: a deterministic objective and a fully restored inner state try the same step again."""
-    x, opt, closure, _ = _setup(restore_state=True)
+    x, opt, closure, _ = _setup(restore_state=True, shrink=1.0)
     start = x.detach().clone()
     for _ in range(5):
         opt.step(closure)
@@ -97,11 +97,22 @@ def test_restore_state_without_shrink_repeats_the_same_rejected_step() -> None:
 
 
 def test_default_keeps_what_the_rejected_step_taught_the_inner_optimizer() -> None:
-    _x, opt, closure, _ = _setup()
+    _x, opt, closure, _ = _setup(shrink=1.0)
     for _ in range(20):
         opt.step(closure)
     assert opt.n_undone >= 1
     assert int(opt.opt.state_dict()["state"][0]["step"]) == 20
+
+
+def test_shrink_and_grow_scale_the_inner_lr() -> None:
+    _x, opt, closure, _ = _setup(grow=1.5)
+    lr = 0.3
+    for _ in range(30):
+        undone, opposite = opt.n_undone, opt.n_opposite
+        opt.step(closure)
+        lr *= 0.5 if (opt.n_undone > undone or opt.n_opposite > opposite) else 1.5
+        assert opt.opt.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-12)
+    assert 0 < opt.n_undone < 30
 
 
 def test_interrupt_in_the_re_evaluation_restores_the_start_and_the_state() -> None:
@@ -139,6 +150,8 @@ def test_construction_errors() -> None:
         tzb.UndoOnRise([w], sgd, on_rise="redo")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shrink"):
         tzb.UndoOnRise([w], sgd, shrink=2.0)
+    with pytest.raises(ValueError, match="grow"):
+        tzb.UndoOnRise([w], sgd, grow=0.5)
     with pytest.raises(TypeError, match="opt is required"):
         tzb.UndoOnRise([w], None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="closure"):

@@ -4,7 +4,7 @@ Example:
     >>> import torch
     >>> from torchzero_bridge.zeroth_order import UndoOnRise
     >>> w = torch.tensor([2.0, -1.0], requires_grad=True)
-    >>> opt = UndoOnRise([w], lambda p: torch.optim.SGD(p, lr=1.2), shrink=0.5)
+    >>> opt = UndoOnRise([w], lambda p: torch.optim.SGD(p, lr=1.2))
     >>> def closure(backward=True):
     ...     opt.zero_grad()
     ...     loss = (w ** 2).sum()
@@ -53,11 +53,16 @@ class UndoOnRise(InnerStepWrapper):
     optimizer's state (momentum buffers, Adam moments, step counts, and its param groups) is
     restored to its value before the step only with ``restore_state=True`` (a deep copy of the
     inner ``state_dict`` is taken before every step); by default it keeps what the rejected
-    step taught it, so on a deterministic objective the next step differs (with
-    ``restore_state=True`` and no ``shrink`` the same step would be tried again). An opposite
-    step that stands keeps the inner state its own step left. ``shrink`` multiplies every
-    inner param group's ``lr`` after each step that did not stand (undone or opposite),
-    after any restore.
+    step taught it. An opposite step that stands keeps the inner state its own step left.
+
+    **Learning rate.** On a deterministic objective an undone step leaves the parameters where
+    they were, and many optimizers would then propose the same step again: plain SGD always,
+    Adam too (its normalized step ``m/sqrt(v)`` does not change under a repeated gradient), and
+    any optimizer with ``restore_state=True``. Hence ``shrink`` (default ``0.5``): every inner
+    param group's ``lr`` is multiplied by it after each step that did not stand (undone or
+    opposite), after any restore, and by ``grow`` (default ``1``, no change) after each step
+    that stood. ``shrink=1`` turns this off (for noisy objectives, where rises are common and
+    the lr would otherwise only fall).
 
     Args:
         params: tensors or param-group dicts; group options go to the inner optimizer.
@@ -67,6 +72,7 @@ class UndoOnRise(InnerStepWrapper):
         on_rise: ``"undo"`` or ``"opposite"``.
         restore_state: restore the inner optimizer's state on an undone step.
         shrink: factor in ``(0, 1]`` applied to the inner ``lr`` after a step that did not stand.
+        grow: factor ``>= 1`` applied to the inner ``lr`` after a step that stood.
 
     Attributes:
         opt: the inner optimizer.
@@ -75,7 +81,7 @@ class UndoOnRise(InnerStepWrapper):
         n_opposite: steps replaced by the opposite step.
 
     Raises:
-        ValueError: unknown ``on_rise``, ``shrink`` outside ``(0, 1]``, a constructed ``opt``
+        ValueError: unknown ``on_rise``, ``shrink`` outside ``(0, 1]``, ``grow < 1``, a constructed ``opt``
             over other tensors.
         TypeError: no ``opt`` or one of the wrong kind; no closure at ``step``.
     """
@@ -87,7 +93,8 @@ class UndoOnRise(InnerStepWrapper):
         *,
         on_rise: Literal["undo", "opposite"] = "undo",
         restore_state: bool = False,
-        shrink: float = 1.0,
+        shrink: float = 0.5,
+        grow: float = 1.0,
     ) -> None:
         if on_rise not in ("undo", "opposite"):
             raise ValueError(f"UndoOnRise: on_rise expected 'undo' or 'opposite', got {on_rise!r}")
@@ -96,9 +103,13 @@ class UndoOnRise(InnerStepWrapper):
         check_positive(shrink, "shrink", "UndoOnRise")
         if shrink > 1:
             raise ValueError(f"UndoOnRise: shrink expected a factor in (0, 1], got {shrink!r}")
+        check_positive(grow, "grow", "UndoOnRise")
+        if grow < 1:
+            raise ValueError(f"UndoOnRise: grow expected a factor >= 1, got {grow!r}")
         self.on_rise = on_rise
         self.restore_state = restore_state
         self.shrink = float(shrink)
+        self.grow = float(grow)
         self.n_undone = 0
         self.n_opposite = 0
         super().__init__(params, opt, {})
@@ -110,6 +121,7 @@ class UndoOnRise(InnerStepWrapper):
             f0 = self._inner_step(closure)
             f1 = self._value(closure)
             if no_worse(f0, f1):
+                self._scale_lr(self.grow)
                 return f1
             if self.on_rise == "opposite":
                 with torch.no_grad():
@@ -118,13 +130,13 @@ class UndoOnRise(InnerStepWrapper):
                 f2 = self._value(closure)
                 if no_worse(f0, f2):
                     self.n_opposite += 1
-                    self._shrink()
+                    self._scale_lr(self.shrink)
                     return f2
             self._put(x0)
             if saved is not None:
                 self.opt.load_state_dict(saved)
             self.n_undone += 1
-            self._shrink()
+            self._scale_lr(self.shrink)
             return f0
         except BaseException:
             self._put(x0)  # an error or interrupt never leaves a trial point
@@ -132,11 +144,11 @@ class UndoOnRise(InnerStepWrapper):
                 self.opt.load_state_dict(saved)
             raise
 
-    def _shrink(self) -> None:
-        if self.shrink != 1.0:
+    def _scale_lr(self, factor: float) -> None:
+        if factor != 1.0:
             for g in self.opt.param_groups:
                 if "lr" in g:
-                    g["lr"] = g["lr"] * self.shrink
+                    g["lr"] = g["lr"] * factor
 
     def _extra_state(self) -> dict[str, Any]:
         return {**super()._extra_state(), "n_undone": self.n_undone, "n_opposite": self.n_opposite}

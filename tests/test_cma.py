@@ -128,6 +128,30 @@ def test_bounds_and_integers_are_respected() -> None:
     assert len({tuple(r) for r in ks}) > 5  # the integers were searched, not frozen
 
 
+def test_group_sigma_becomes_cma_stds() -> None:
+    """A group's sigma is cma's CMA_stds = sigma / sigma0 on its entries: same samples as cma given that option."""
+    x0 = np.array([0.0, 0.5, -0.5, 1.0])
+    stds = np.array([1.0, 1.0, 0.01, 0.01])
+    _es, seen = _hand_loop(x0, 0.4, {"seed": 8, "CMA_stds": stds}, budget=16)
+    a, b = torch.tensor(x0[:2].copy()), torch.tensor(x0[2:].copy())
+    log: list[np.ndarray] = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        x = torch.cat([a, b])
+        log.append(x.numpy().copy())
+        return torch.tensor(_f(x.numpy()), dtype=torch.float64)
+
+    opt = tzb.CMAESWrapper([{"params": [a]}, {"params": [b], "sigma": 0.004}], 0.4, budget=16, seed=8)
+    opt.step(closure)
+    np.testing.assert_array_equal(_trials(log, x0), np.stack(seen))
+    first = np.stack(seen[:8])
+    assert first[:, 2:].std(axis=0).max() < 0.05 < first[:, :2].std(axis=0).min()  # 100 times less spread
+    with pytest.raises(ValueError, match="CMA_stds"):
+        tzb.CMAESWrapper([{"params": [a], "sigma": 0.1}], 0.4, budget=8, options={"CMA_stds": [1.0, 1.0]})
+    with pytest.raises(ValueError, match="sigma"):
+        tzb.CMAESWrapper([{"params": [a], "sigma": -0.1}], 0.4, budget=8)
+
+
 def test_batch_objective_evaluates_the_same_points() -> None:
     torch.manual_seed(0)
     X, y = torch.randn(32, 3), torch.randn(32, 1)

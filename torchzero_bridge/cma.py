@@ -87,8 +87,10 @@ class CMAESWrapper(BridgeOptimizer):
     ``options``, ``popsize``, ``restarts`` and ``incpopsize`` before loading.
 
     Args:
-        params: tensors or param-group dicts; a group may carry ``bounds=(lo, hi)``. Integer
-            and boolean tensors are optimized as integers.
+        params: tensors or param-group dicts; a group may carry ``bounds=(lo, hi)`` and
+            ``sigma`` (the initial step size of that group's entries, given to ``cma`` as the
+            ``CMA_stds`` multipliers ``sigma / sigma0``). Integer and boolean tensors are
+            optimized as integers.
         sigma0: initial step size (``cma``'s required ``sigma0``; about a quarter of the range
             where the optimum is expected).
         budget: evaluations per ``step`` (positive).
@@ -162,9 +164,23 @@ class CMAESWrapper(BridgeOptimizer):
             raise ValueError("seed: cma reads seed=0 as 'seed from the clock'; pass a positive integer")
         self._cma_options = _check_options(options)
         super().__init__(
-            params, callback=callback, timeout=timeout, progress=progress, threads=threads, nonfinite=nonfinite
+            params,
+            {"sigma": None},
+            callback=callback,
+            timeout=timeout,
+            progress=progress,
+            threads=threads,
+            nonfinite=nonfinite,
         )
         self.flat_params().bounds()  # validates bounds now
+        for gi, group in enumerate(self.param_groups):
+            if group["sigma"] is not None:
+                check_positive(group["sigma"], f"param_groups[{gi}]['sigma']", "CMAESWrapper")
+                if "CMA_stds" in self._cma_options:
+                    raise ValueError(
+                        f"param_groups[{gi}]['sigma'] and options['CMA_stds'] both set per-entry step sizes; "
+                        "give one of them"
+                    )
         self.sigma0 = float(sigma0)
         self.budget = budget
         self.popsize = popsize
@@ -190,6 +206,15 @@ class CMAESWrapper(BridgeOptimizer):
             opts["integer_variables"] = np.flatnonzero(flat.integer_mask).tolist()
         if self.popsize is not None:
             opts["popsize"] = self.popsize
+        if any(g["sigma"] is not None for g in self.param_groups):
+            stds = np.ones(flat.n)
+            i = 0
+            for group in self.param_groups:
+                for _ in group["params"]:
+                    if group["sigma"] is not None:
+                        stds[flat.offsets[i] : flat.offsets[i + 1]] = float(group["sigma"]) / self.sigma0
+                    i += 1
+            opts["CMA_stds"] = stds
         return opts
 
     def _build_run(self, flat: FlatParams, x0: np.ndarray, seed: int) -> None:

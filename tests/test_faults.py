@@ -167,6 +167,7 @@ def _sigint_run(e: Entry, delay: float) -> str:
             for _ in range(_steps(e)):
                 out.snapshots.append(flat(model))
                 opt.step(out.rec)
+            out.snapshots.append(flat(model))  # a finished run's answer is no trial point, even when it was evaluated
             timer.join()
             time.sleep(0.5)  # the interrupt lands here when the run ended first
         except KeyboardInterrupt:

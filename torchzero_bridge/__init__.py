@@ -3,9 +3,10 @@
 Example:
     >>> import torchzero_bridge as tzb
     >>> sorted(n for n in tzb.__all__ if n.endswith("Wrapper"))[:2]
-    ['BasinHoppingWrapper', 'DifferentialEvolutionWrapper']
+    ['BasinHoppingWrapper', 'CMAESWrapper']
 """
 
+from torchzero_bridge.cma import CMAESWrapper
 from torchzero_bridge.core import BatchObjective, BridgeOptimizer, FlatParams, Objective, StopSolve
 from torchzero_bridge.errors import (
     BridgeWarning,
@@ -31,6 +32,7 @@ from torchzero_bridge.zeroth_order import (
     FDM,
     RDSA,
     SPSA,
+    BestOfLRs,
     DerivativeFreeOptimizer,
     EvolutionStrategy,
     ForwardGradient,
@@ -39,6 +41,7 @@ from torchzero_bridge.zeroth_order import (
     GradientEstimator,
     GridSearch,
     MeZO,
+    MomentumToBest,
     ParticleSwarm,
     RandomGrad,
     RandomizedFDM,
@@ -49,6 +52,7 @@ from torchzero_bridge.zeroth_order import (
     ShrinkingRandomSearch,
     SimulatedAnnealing,
     SwarmOfOptimizers,
+    UndoOnRise,
 )
 
 __version__ = "0.1.0"
@@ -59,8 +63,10 @@ __all__ = [
     "SPSA",
     "BasinHoppingWrapper",
     "BatchObjective",
+    "BestOfLRs",
     "BridgeOptimizer",
     "BridgeWarning",
+    "CMAESWrapper",
     "ClosureError",
     "ConvergedWarning",
     "DerivativeFreeOptimizer",
@@ -79,6 +85,7 @@ __all__ = [
     "MeZO",
     "MinimizeWrapper",
     "MissingGradientError",
+    "MomentumToBest",
     "NevergradWrapper",
     "NonFiniteLossWarning",
     "Objective",
@@ -95,6 +102,7 @@ __all__ = [
     "SimulatedAnnealing",
     "StopSolve",
     "SwarmOfOptimizers",
+    "UndoOnRise",
     "__version__",
     "newton_cg_armijo",
 ]

@@ -39,6 +39,7 @@ __all__ = [
     "clamp_to_group_bounds",
     "estimator_group_keys",
     "group_labels",
+    "require_floating",
 ]
 
 _MASK_LIMIT = 1 << 26  # elements: beyond this, interleaved strided views are taken to overlap
@@ -225,6 +226,33 @@ def warn_unknown_group_keys(group: Mapping[str, Any], known: Mapping[str, Any], 
             f"{owner}: param_groups[{index}] option {key!r} is not used by {owner} and is ignored ({hint})",
             IgnoredOptionWarning,
         )
+
+
+def require_floating(group: Mapping[str, Any], index: int, owner: str, why: str) -> None:
+    """Refuse integer and boolean tensors in param group ``index`` of a gradient-based optimizer.
+
+    Args:
+        group: the param group (its ``"params"`` a list of tensors).
+        index: the group's index, for the message.
+        owner: the optimizer's name.
+        why: what needs floating-point tensors, e.g. ``"gradient estimators"``.
+
+    Raises:
+        TypeError: naming the tensor, its shape and dtype.
+
+    Example:
+        >>> try:
+        ...     require_floating({"params": [torch.zeros(2, dtype=torch.int64)]}, 0, "SPSA", "estimators")
+        ... except TypeError as e:
+        ...     print(str(e)[:55])
+        SPSA: param_groups[0]['params'][0] (shape (2,)) has dty
+    """
+    for j, p in enumerate(group["params"]):
+        if isinstance(p, torch.Tensor) and not (p.is_floating_point() or p.is_complex()):
+            raise TypeError(
+                f"{owner}: param_groups[{index}]['params'][{j}] (shape {tuple(p.shape)}) has dtype {p.dtype}; "
+                f"{why} need floating-point (or complex) tensors"
+            )
 
 
 def check_group_bounds(group: Mapping[str, Any], index: int, owner: str) -> None:

@@ -99,7 +99,7 @@ class RunResult:
     """What :func:`run_entry` leaves: the model, optimizer, recorder, start point and step records.
 
     Attributes:
-        snapshots: the parameters at the start of each step.
+        snapshots: the parameters at the start of each step, and after the last one when the run finished.
         returned: each completed step's returned loss.
         per_step: how many closure calls each step started with (index into ``rec.calls``).
         raised: the exception that ended the run, or ``None``.
@@ -144,6 +144,7 @@ def run_entry(
                 out.snapshots.append(flat(model))
                 out.per_step.append(len(out.rec.calls))
                 out.returned.append(float(opt.step(out.rec)))
+            out.snapshots.append(flat(model))  # a finished run's answer is no trial point, even when it was evaluated
         except catch as exc:
             out.raised = exc
     return out

@@ -188,6 +188,19 @@ ENTRIES: list[Entry] = [
     Entry("NevergradWrapper[TwoPointsDE]", _ng("TwoPointsDE", num_workers=3), _sphere, **_NG),
     Entry("NevergradWrapper[NGOpt]", _ng("NGOpt"), _sphere, **_NG),
     Entry("NevergradWrapper[Powell]", _ng("Powell"), _sphere, **_NG),
+    # pycma
+    Entry(
+        "CMAESWrapper",
+        lambda p, **o: _t("CMAESWrapper")(p, 0.5, budget=8, seed=3, **o),
+        _sphere,
+        **{**_NG, "minimal": _only("CMAESWrapper", 0.5, budget=8)},
+    ),
+    Entry(
+        "CMAESWrapper[bounds,restarts]",
+        lambda p, **o: _t("CMAESWrapper")(_boxed(p), 0.5, budget=10, seed=3, restarts=2, options={"maxiter": 2}, **o),
+        _rastrigin,
+        **_NG,
+    ),
     # optuna
     Entry("OptunaWrapper[TPE]", _optuna("TPE"), _sphere, **_OPTUNA),
     Entry("OptunaWrapper[Random]", _optuna("Random"), _sphere, **_OPTUNA),
@@ -232,6 +245,36 @@ ENTRIES: list[Entry] = [
         lambda p: _t("GradChain")(p, [lambda q: torch.optim.SGD(q, lr=0.01, momentum=0.9), _adam]),
         _rosen,
         gradient=True,
+        loss_at_answer=False,
+    ),
+    # wrappers that judge an inner optimizer's step by the loss
+    Entry("UndoOnRise", lambda p: _t("UndoOnRise")(p, lambda q: torch.optim.Adam(q, lr=0.3)), _rosen, gradient=True),
+    Entry(
+        "UndoOnRise[opposite,restore_state]",
+        lambda p: _t("UndoOnRise")(
+            p, lambda q: torch.optim.SGD(q, lr=0.01, momentum=0.9), on_rise="opposite", restore_state=True, shrink=0.5
+        ),
+        _rosen,
+        gradient=True,
+    ),
+    Entry(
+        "BestOfLRs",
+        lambda p: _t("BestOfLRs")(p, lambda q: torch.optim.SGD(q, lr=1e-3, momentum=0.5), multipliers=(0.5, 1, 4)),
+        _rosen,
+        gradient=True,
+    ),
+    Entry(
+        "MomentumToBest",
+        lambda p: _t("MomentumToBest")(p, _adam, pull=0.2),
+        _rosen,
+        gradient=True,
+        loss_at_answer=False,
+    ),
+    Entry(
+        "MomentumToBest[SPSA]",
+        lambda p: _t("MomentumToBest")(p, _t("SPSA")(h=1e-3, seed=1, opt=_adam), pull=0.3),
+        _rosen,
+        stochastic=True,
         loss_at_answer=False,
     ),
     # searches, walks, populations

@@ -28,7 +28,10 @@ from torchzero_bridge.zeroth_order.grad_chain import GradChain
 from torchzero_bridge.zeroth_order.population import EvolutionStrategy, ParticleSwarm
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
+from torchzero_bridge.zeroth_order.several_lr import BestOfLRs
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
+from torchzero_bridge.zeroth_order.toward_best import MomentumToBest
+from torchzero_bridge.zeroth_order.undo import UndoOnRise
 from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "FORMULAS",
     "RDSA",
     "SPSA",
+    "BestOfLRs",
     "DerivativeFreeOptimizer",
     "EvolutionStrategy",
     "ForwardGradient",
@@ -45,6 +49,7 @@ __all__ = [
     "GradientEstimator",
     "GridSearch",
     "MeZO",
+    "MomentumToBest",
     "ParticleSwarm",
     "RandomGrad",
     "RandomSearch",
@@ -55,4 +60,5 @@ __all__ = [
     "ShrinkingRandomSearch",
     "SimulatedAnnealing",
     "SwarmOfOptimizers",
+    "UndoOnRise",
 ]

@@ -29,7 +29,7 @@ import torch
 
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
-from torchzero_bridge.core.param_checks import check_groups_disjoint
+from torchzero_bridge.core.param_checks import check_groups_disjoint, require_floating
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
@@ -136,13 +136,9 @@ class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """torch's ``add_param_group``; every stage gets the new tensors, options routed as above."""
         given = param_group.get("params", [])
-        for i, p in enumerate([given] if isinstance(given, torch.Tensor) else list(given)):
-            if isinstance(p, torch.Tensor) and not (p.is_floating_point() or p.is_complex()):
-                raise TypeError(
-                    f"GradChain: param_groups[{len(self.param_groups)}]['params'][{i}] (shape {tuple(p.shape)}) has "
-                    f"dtype {p.dtype}; gradient stages need floating-point (or complex) tensors"
-                )
-        super().add_param_group(param_group)
+        params = [given] if isinstance(given, torch.Tensor) else list(given)
+        require_floating({"params": params}, len(self.param_groups), "GradChain", "gradient stages")
+        super().add_param_group({**param_group, "params": params})
         stages = getattr(self, "stages", None)
         if not stages:  # during __init__: the stages are built afterwards
             return

@@ -22,7 +22,7 @@ import torch
 from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
-from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
+from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds, require_floating
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
@@ -129,12 +129,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         check_added_group(self)  # no tensor shares memory with another; valid bounds
         group = self.param_groups[-1]
         check_positive(group["lr"], "lr", "RandomGrad")
-        for p in group["params"]:
-            if not (p.is_floating_point() or p.is_complex()):
-                raise TypeError(
-                    f"RandomGrad: a parameter of shape {tuple(p.shape)} has dtype {p.dtype}; "
-                    "it needs floating-point (or complex) tensors"
-                )
+        require_floating(group, len(self.param_groups) - 1, "RandomGrad", "random-direction steps")
         if getattr(self, "opt", None) is not None:
             self.opt.add_param_group(forward_groups([group], ["lr"])[0])  # type: ignore[union-attr]
         elif not getattr(self, "_has_opt", False):

@@ -46,7 +46,7 @@ import torch
 from torchzero_bridge._checks import check_positive
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
-from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds
+from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds, require_floating
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
@@ -157,12 +157,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         for key in self.defaults:
             if key == "h":
                 check_positive(group["h"], "h", type(self).__name__)
-        for p in group["params"]:
-            if not (p.is_floating_point() or p.is_complex()):
-                raise TypeError(
-                    f"{type(self).__name__}: a parameter of shape {tuple(p.shape)} has dtype {p.dtype}; "
-                    "gradient estimators need floating-point (or complex) tensors"
-                )
+        require_floating(group, len(self.param_groups) - 1, type(self).__name__, "gradient estimators")
         if getattr(self, "opt", None) is not None:
             self.opt.add_param_group(forward_groups([group], self.defaults)[0])  # type: ignore[union-attr]
         elif group["params"] and self._opt_spec is None:

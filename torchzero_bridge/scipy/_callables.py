@@ -172,6 +172,8 @@ def minimize_callables(
 def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams, stacklevel: int = 2) -> np.ndarray:
     """Return ``x0`` clipped into ``[lo, hi]``, warning (naming the first entry) when it was outside.
 
+    See :meth:`~torchzero_bridge.core.layout.Layout.clip_start`.
+
     Args:
         x0: the starting point.
         lo: lower bounds (``-inf`` = none).
@@ -186,16 +188,7 @@ def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams,
         >>> clip_start(np.zeros(2), np.full(2, -1.0), np.ones(2), flat).tolist()
         [0.0, 0.0]
     """
-    outside = (x0 < lo) | (x0 > hi)
-    if not outside.any():
-        return x0
-    k = int(np.flatnonzero(outside)[0])
-    warnings.warn(
-        f"the starting point is outside the bounds at {int(outside.sum())} entries "
-        f"(first: {flat.locate(k)}); it was clipped into the bounds",
-        stacklevel=stacklevel + 1,
-    )
-    return np.clip(x0, lo, hi)
+    return flat.layout.clip_start(x0, lo, hi, stacklevel=stacklevel + 1)
 
 
 def _scale_fd_step(

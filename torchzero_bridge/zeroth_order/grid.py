@@ -19,7 +19,8 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 
 __all__ = ["GridSearch"]
 
@@ -119,10 +120,7 @@ class GridSearch(DerivativeFreeOptimizer):
         for g, (a, b) in zip(self.param_groups, space.group_slices):
             h[a:b] = 1.0 if g.get("step") is None else float(g["step"])
         h = torch.where(space.integer, torch.clamp(torch.round(h), min=1.0), h)
-        for p, a, b in zip(space.flat.params, space.flat.offsets, space.flat.offsets[1:]):
-            if p.dtype == torch.bool:  # every boolean entry visits both 0 and 1
-                h[a:b] = 1.0
-        return h
+        return torch.where(space.boolean, torch.ones_like(h), h)  # every boolean entry visits both 0 and 1
 
     def _axes(
         self, space: FlatSpace, start: torch.Tensor, h: torch.Tensor, center: torch.Tensor | None

@@ -32,12 +32,23 @@ import torch
 from torchzero_bridge.core.bounds import expand_bound, parse_flat_bounds, per_param
 from torchzero_bridge.core.param_checks import check_no_overlap
 
-__all__ = ["Layout", "is_integer_dtype", "signature"]
+__all__ = ["Layout", "is_integer_dtype", "kind_of", "signature"]
 
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
 _KIND_CODES = {"float": 0, "int": 1, "bool": 2}
 
 Box = tuple[np.ndarray, np.ndarray]
+
+
+def kind_of(dtype: torch.dtype) -> str:
+    """How entries of ``dtype`` are optimized: ``"float"`` (floating and complex), ``"bool"`` or ``"int"``.
+
+    Example:
+        >>> kind_of(torch.bool), kind_of(torch.complex64), kind_of(torch.uint8)
+        ('bool', 'float', 'int')
+    """
+    if dtype == torch.bool:
+        return "bool"
+    return "float" if dtype.is_floating_point or dtype.is_complex else "int"
 
 
 def is_integer_dtype(dtype: torch.dtype) -> bool:
@@ -47,7 +58,7 @@ def is_integer_dtype(dtype: torch.dtype) -> bool:
         >>> is_integer_dtype(torch.bool), is_integer_dtype(torch.float16)
         (True, False)
     """
-    return dtype in _INTEGER_DTYPES
+    return kind_of(dtype) != "float"
 
 
 def signature(param_groups: Iterable[Mapping[str, Any]], options: Sequence[str] | None = None) -> tuple[Any, ...]:
@@ -146,9 +157,7 @@ class Layout:
         firsts = [sum(counts[:g]) for g in range(len(counts) + 1)]
         self.group_slices = [(self.offsets[firsts[g]], self.offsets[firsts[g + 1]]) for g in range(len(counts))]
 
-        self.kinds = [
-            "bool" if p.dtype == torch.bool else "int" if is_integer_dtype(p.dtype) else "float" for p in self.params
-        ]
+        self.kinds = [kind_of(p.dtype) for p in self.params]
         self.kind_codes = np.zeros(self.n, dtype=np.int8)
         for kind, (a, b) in zip(self.kinds, self.spans):
             self.kind_codes[a:b] = _KIND_CODES[kind]

@@ -20,6 +20,7 @@ import torch
 
 from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.core.layout import kind_of
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 
 __all__ = ["GridSearch"]
@@ -101,7 +102,7 @@ class GridSearch(DerivativeFreeOptimizer):
             )
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        only_bools = all(p.dtype == torch.bool for p in group["params"])  # their grid is {0, 1}
+        only_bools = all(kind_of(p.dtype) == "bool" for p in group["params"])  # their grid is {0, 1}
         if group.get("step") is None:
             if only_bools:
                 return

@@ -12,7 +12,8 @@ import torch
 
 import torchzero_bridge as tzb
 from torchzero_bridge.core.device import FlatSpace
-from torchzero_bridge.core.layout import Layout, kind_of, signature
+from torchzero_bridge.core.groups import signature
+from torchzero_bridge.core.layout import Layout, kind_of
 
 
 def _mixed() -> list[dict[str, Any]]:

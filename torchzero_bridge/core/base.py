@@ -40,7 +40,6 @@ from scipy.optimize import OptimizeResult
 
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.frozen import SkipsFrozen
-from torchzero_bridge.core.layout import Layout, signature
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.progress import Progress
@@ -124,7 +123,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
         nonfinite: NonFinitePolicy = "inf",
     ) -> None:
         param_list = materialize_params(params)
-        Layout(param_list, allow_integer=self.allow_integer)  # validates with messages naming tensors
+        FlatParams(param_list, allow_integer=self.allow_integer)  # validates with messages naming tensors
         if callback is not None and not callable(callback):
             raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
         if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
@@ -152,13 +151,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
 
     def flat_params(self) -> FlatParams:
         """The host vector of the current parameter groups (cached; rebuilt when tensors or group options change)."""
-        key = signature(self.param_groups)
-        cached: tuple[Any, FlatParams] | None = self.__dict__.get("_flat_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        flat = FlatParams(self.param_groups, allow_integer=self.allow_integer)
-        self.__dict__["_flat_cache"] = (key, flat)
-        return flat
+        return FlatParams.cached(self, self.param_groups, allow_integer=self.allow_integer)
 
     def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
         """Run the whole solve from the current parameters.

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchzero_bridge.core.bounds import BoundsLike
 from torchzero_bridge.core.flat_copy import ElementMap, GradGather, owned_like, probe_grad
+from torchzero_bridge.core.groups import BoundsLike, signature
 from torchzero_bridge.core.layout import Layout, is_integer_dtype
 
 __all__ = ["BoundsLike", "FlatParams"]
@@ -60,6 +60,7 @@ class FlatParams:
         integer_mask: boolean array marking entries that belong to integer/bool tensors.
         eps: machine epsilon of the least precise floating parameter dtype.
         version: counts writes.
+        name, locate, bounds, round_integers: the layout's methods of those names.
 
     Raises:
         ValueError: empty parameter list, non-leaf tensor, a tensor given twice.
@@ -126,6 +127,17 @@ class FlatParams:
         many = len(self.params) >= _MANY and not self._slow and self.n <= _SMALL * len(self.params)
         self._elements = ElementMap.build([r.data for r in self._real]) if many else None
         self._gather = GradGather.build(self._real) if self._plain and many else None
+
+    @classmethod
+    def cached(cls, owner: Any, param_groups: Sequence[Mapping[str, Any]], *, allow_integer: bool) -> FlatParams:
+        """``owner``'s host vector of ``param_groups``: built once, rebuilt when the tensors or group options change."""
+        key = signature(param_groups)
+        held = owner.__dict__.get("_flat_cache")
+        if held is not None and held[0] == key:
+            return held[1]  # type: ignore[no-any-return]
+        flat = cls(param_groups, allow_integer=allow_integer)
+        owner.__dict__["_flat_cache"] = (key, flat)
+        return flat
 
     # ------------------------------------------------------------------ values
     def read(self) -> np.ndarray:

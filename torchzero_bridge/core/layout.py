@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchzero_bridge.core.bounds import expand_bound, parse_flat_bounds, per_param
+from torchzero_bridge.core.groups import as_groups, expand_bound, label_of, parse_flat_bounds, per_param
 from torchzero_bridge.core.param_checks import check_no_overlap
 
-__all__ = ["Layout", "is_integer_dtype", "kind_of", "signature"]
+__all__ = ["Layout", "is_integer_dtype", "kind_of"]
 
 _KIND_CODES = {"float": 0, "int": 1, "bool": 2}
 
@@ -59,28 +59,6 @@ def is_integer_dtype(dtype: torch.dtype) -> bool:
         (True, False)
     """
     return kind_of(dtype) != "float"
-
-
-def signature(param_groups: Iterable[Mapping[str, Any]], options: Sequence[str] | None = None) -> tuple[Any, ...]:
-    """What a cached layout depends on: the groups' options (by identity) and tensors.
-
-    ``options`` names the group options that count (default: all of them).
-
-    A tensor counts by identity, dtype, device, shape, strides and storage address, so a
-    ``model.double()`` or a ``p.data = ...`` rebinding asks for a new layout.
-
-    Example:
-        >>> w = torch.zeros(2)
-        >>> signature([{"params": [w]}]) == signature([{"params": [w]}])
-        True
-    """
-    return tuple(
-        (
-            tuple((k, id(v)) for k, v in g.items() if k != "params" and (options is None or k in options)),
-            tuple((id(p), p.dtype, p.device, tuple(p.shape), p.stride(), p.data_ptr()) for p in g["params"]),
-        )
-        for g in param_groups
-    )
 
 
 class Layout:
@@ -114,7 +92,7 @@ class Layout:
     def __init__(
         self, param_groups: Iterable[Mapping[str, Any]] | Iterable[torch.Tensor], *, allow_integer: bool = False
     ) -> None:
-        self.groups: list[Mapping[str, Any]] = _as_groups(param_groups)
+        self.groups: list[Mapping[str, Any]] = as_groups(param_groups)
         self.params: list[torch.Tensor] = []
         self._names: list[str] = []
         counts: list[int] = []
@@ -123,7 +101,7 @@ class Layout:
             names = group.get("param_names")
             counts.append(len(group["params"]))
             for j, p in enumerate(group["params"]):
-                label = _label(gi, j, p, names[j] if names is not None and j < len(names) else None)
+                label = label_of(gi, j, p, names[j] if names is not None and j < len(names) else None)
                 if not isinstance(p, torch.Tensor):
                     raise TypeError(f"{label}: expected a torch.Tensor, got {type(p).__name__}")
                 if not p.is_leaf:
@@ -386,26 +364,3 @@ class Layout:
         if bad.size:
             k = int(bad[0])
             raise ValueError(f"{where}: lower bound {lo[k]} is above upper bound {hi[k]} for {self.locate(k)}")
-
-
-def _as_groups(param_groups: Any) -> list[Mapping[str, Any]]:
-    if isinstance(param_groups, torch.Tensor):
-        raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
-    items = list(param_groups)
-    if items and isinstance(items[0], Mapping):
-        groups: list[Mapping[str, Any]] = []
-        for gi, g in enumerate(items):
-            if not isinstance(g, Mapping) or "params" not in g:
-                raise TypeError(f"param_groups[{gi}]: expected a dict with a 'params' entry")
-            ps = g["params"]
-            ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
-            groups.append({**g, "params": ps})
-        return groups
-    return [{"params": items}]
-
-
-def _label(gi: int, j: int, p: Any, name: str | None) -> str:
-    where = f"'{name}'" if name else f"param_groups[{gi}]['params'][{j}]"
-    if isinstance(p, torch.Tensor):
-        return f"{where} (shape {tuple(p.shape)}, {p.dtype})"
-    return where

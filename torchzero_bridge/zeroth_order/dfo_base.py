@@ -43,7 +43,7 @@ import torch
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.device import INTEGER_OPTIMIZERS, FlatSpace
 from torchzero_bridge.core.frozen import SkipsFrozen
-from torchzero_bridge.core.layout import signature
+from torchzero_bridge.core.groups import signature
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.state import check_plain
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning

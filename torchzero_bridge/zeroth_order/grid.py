@@ -117,9 +117,8 @@ class GridSearch(DerivativeFreeOptimizer):
         return bool(self._dfo_state().get("done", False))
 
     def _steps(self, space: FlatSpace) -> torch.Tensor:
-        h = torch.empty(space.n, dtype=space.dtype, device=space.device)
-        for g, (a, b) in zip(self.param_groups, space.group_slices):
-            h[a:b] = 1.0 if g.get("step") is None else float(g["step"])
+        steps, _ = space.layout.group_values("step", self.param_groups)  # 1.0 where a group has none
+        h = torch.as_tensor(steps, dtype=space.dtype, device=space.device)
         h = torch.where(space.integer, torch.clamp(torch.round(h), min=1.0), h)
         return torch.where(space.boolean, torch.ones_like(h), h)  # every boolean entry visits both 0 and 1
 

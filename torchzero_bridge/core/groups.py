@@ -1,6 +1,7 @@
-"""Parsing bound specifications: scipy-style flat bounds and per-group ``bounds=(lo, hi)`` entries.
+"""Reading what the user passed: param groups, tensor labels, and bound specifications.
 
-:class:`~torchzero_bridge.core.layout.Layout` reads every bound through these functions.
+:class:`~torchzero_bridge.core.layout.Layout` reads groups and every bound through these
+functions: scipy-style flat bounds and per-group ``bounds=(lo, hi)`` entries.
 
 Example:
     >>> lo, hi = parse_flat_bounds([(0, 1), (None, 2)], 2)
@@ -10,12 +11,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["BoundsLike", "expand_bound", "parse_flat_bounds", "per_param"]
+__all__ = ["BoundsLike", "as_groups", "expand_bound", "label_of", "parse_flat_bounds", "per_param", "signature"]
 
 BoundsLike = Any  # None | number | Tensor | sequence of those (one per tensor in the group)
 
@@ -90,3 +92,50 @@ def expand_bound(spec: Any, p: torch.Tensor, where: str) -> np.ndarray:
             f"{where}: shape {arr.shape} does not broadcast to the parameter's shape {tuple(p.shape)}"
         ) from None
     return out.reshape(-1)
+
+
+def signature(param_groups: Iterable[Mapping[str, Any]], options: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """What a cached layout depends on: the groups' options (by identity) and tensors.
+
+    ``options`` names the group options that count (default: all of them).
+
+    A tensor counts by identity, dtype, device, shape, strides and storage address, so a
+    ``model.double()`` or a ``p.data = ...`` rebinding asks for a new layout.
+
+    Example:
+        >>> w = torch.zeros(2)
+        >>> signature([{"params": [w]}]) == signature([{"params": [w]}])
+        True
+    """
+    return tuple(
+        (
+            tuple((k, id(v)) for k, v in g.items() if k != "params" and (options is None or k in options)),
+            tuple((id(p), p.dtype, p.device, tuple(p.shape), p.stride(), p.data_ptr()) for p in g["params"]),
+        )
+        for g in param_groups
+    )
+
+
+def as_groups(param_groups: Any) -> list[Mapping[str, Any]]:
+    """The groups as dicts with a ``params`` list (a plain iterable of tensors is one group)."""
+    if isinstance(param_groups, torch.Tensor):
+        raise TypeError("params: expected an iterable of tensors or of param-group dicts, got a single Tensor")
+    items = list(param_groups)
+    if items and isinstance(items[0], Mapping):
+        groups: list[Mapping[str, Any]] = []
+        for gi, g in enumerate(items):
+            if not isinstance(g, Mapping) or "params" not in g:
+                raise TypeError(f"param_groups[{gi}]: expected a dict with a 'params' entry")
+            ps = g["params"]
+            ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
+            groups.append({**g, "params": ps})
+        return groups
+    return [{"params": items}]
+
+
+def label_of(gi: int, j: int, p: Any, name: str | None) -> str:
+    """How messages name tensor ``j`` of group ``gi``: its name if given, else its position; shape and dtype."""
+    where = f"'{name}'" if name else f"param_groups[{gi}]['params'][{j}]"
+    if isinstance(p, torch.Tensor):
+        return f"{where} (shape {tuple(p.shape)}, {p.dtype})"
+    return where

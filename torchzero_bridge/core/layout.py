@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -132,8 +133,8 @@ class Layout:
         self.n = self.offsets[-1]
         self.spans = list(zip(self.offsets, self.offsets[1:]))
         self._group_of = [gi for gi, c in enumerate(counts) for _ in range(c)]
-        firsts = [sum(counts[:g]) for g in range(len(counts) + 1)]
-        self.group_slices = [(self.offsets[firsts[g]], self.offsets[firsts[g + 1]]) for g in range(len(counts))]
+        firsts = [0, *itertools.accumulate(counts)]  # index of each group's first tensor
+        self.group_slices = [(self.offsets[a], self.offsets[b]) for a, b in itertools.pairwise(firsts)]
 
         self.kinds = [kind_of(p.dtype) for p in self.params]
         self.kind_codes = np.zeros(self.n, dtype=np.int8)

@@ -250,11 +250,10 @@ def test_write_keeping_keeps_x_itself_and_writes_it(dtype: torch.dtype, silent: 
     a = torch.zeros(BIG, dtype=dtype)
     b = torch.zeros(2, 3, dtype=dtype)
     flat = tzb.FlatParams([a, b])
-    flat.silent = silent
     n = flat.n
     x = np.random.default_rng(0).normal(size=n)
     keep = np.full(n, np.nan)
-    flat.write_keeping(x, keep)
+    flat.write_keeping(x, keep, silent=silent)
     np.testing.assert_array_equal(keep, x)  # x exactly, even where the tensors round it
     real = torch.empty(0, dtype=dtype)
     real = torch.view_as_real(real) if real.is_complex() else real
@@ -267,10 +266,9 @@ def test_silent_large_writes_take_any_vector(x_kind: str, torch_threads: int) ->
     a = torch.zeros(BIG, dtype=torch.float64)
     b = torch.zeros(4, 5, dtype=torch.float64)
     flat = tzb.FlatParams([a, b])
-    flat.silent = True
     x = np.arange(flat.n, dtype=np.float64)
     x = {"contiguous": x, "reversed": x[::-1], "float32": x.astype(np.float32)}[x_kind]
-    flat.write(x)
+    flat.write(x, silent=True)
     np.testing.assert_array_equal(flat.read(), x.astype(np.float64))
     np.testing.assert_array_equal(b.numpy().ravel(), x[BIG:])
 
@@ -279,11 +277,10 @@ def test_silent_large_writes_take_any_vector(x_kind: str, torch_threads: int) ->
 def test_write_keeping_in_pieces_copies_every_entry(sizes: list[int], torch_threads: int) -> None:
     params = [torch.zeros(k, dtype=torch.float64, requires_grad=True) for k in sizes]
     flat = tzb.FlatParams(params)
-    flat.silent = True
     x = np.random.default_rng(1).normal(size=flat.n)
     keep = np.full(flat.n, np.nan)
     version = flat.version
-    flat.write_keeping(x, keep)
+    flat.write_keeping(x, keep, silent=True)
     np.testing.assert_array_equal(keep, x)
     np.testing.assert_array_equal(torch.cat([p.detach() for p in params]).numpy(), x)
     assert flat.version == version + 1
@@ -294,13 +291,12 @@ def test_write_keeping_in_pieces_copies_every_entry(sizes: list[int], torch_thre
 def test_large_writes_from_a_read_only_vector_do_not_warn(silent: bool, torch_threads: int) -> None:
     a = torch.zeros(BIG, dtype=torch.float64, requires_grad=True)
     flat = tzb.FlatParams([a])
-    flat.silent = silent
     x = np.arange(BIG, dtype=np.float64)
     x.flags.writeable = False  # as scipy sometimes hands x over
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when it wraps a read-only array
-        flat.write(x)
-        flat.write_keeping(x, np.empty(BIG))
+        flat.write(x, silent=silent)
+        flat.write_keeping(x, np.empty(BIG), silent=silent)
     np.testing.assert_array_equal(a.detach().numpy(), x)
 
 

@@ -44,13 +44,12 @@ def test_batched_write_and_read_match_a_loop_of_copies(silent: bool) -> None:
     ref = [p.detach().clone().requires_grad_() for p in ps]
     flat = tzb.FlatParams(ps)
     assert flat._elements is not None  # the batched path is the one under test
-    flat.silent = silent
     ptrs = [p.data_ptr() for p in ps]
     rng = np.random.default_rng(0)
     for _ in range(3):
         x = rng.standard_normal(flat.n)
         x.setflags(write=False)  # a read-only vector is accepted
-        flat.write(x)
+        flat.write(x, silent=silent)
         _hand_write(ref, x)
         for p, q in zip(ps, ref):
             assert torch.equal(p.detach(), q.detach())  # same rounding in every dtype
@@ -62,14 +61,13 @@ def test_batched_write_keeping_keeps_x_and_views_survive() -> None:
     ps = [torch.zeros(2, 2, dtype=torch.float64, requires_grad=True) for _ in range(6)]
     col = ps[3][:, 1]
     flat = tzb.FlatParams(ps)
-    flat.silent = True
     x = np.arange(24.0)
     keep = np.empty(24)
-    flat.write_keeping(x, keep)
+    flat.write_keeping(x, keep, silent=True)
     np.testing.assert_array_equal(keep, x)
     assert col.tolist() == [13.0, 15.0]
     v = flat.version
-    flat.write(x + 1)
+    flat.write(x + 1, silent=True)
     assert flat.version == v + 1 and col.tolist() == [14.0, 16.0]
 
 
@@ -113,8 +111,7 @@ def test_groupings_are_skipped_where_they_would_not_pay() -> None:
     ints = [torch.zeros(2, dtype=torch.int64) for _ in range(6)]
     flat = tzb.FlatParams(ints, allow_integer=True)
     assert flat._elements is None  # integers are rounded tensor by tensor
-    flat.silent = True
-    flat.write(np.full(12, 1.6))
+    flat.write(np.full(12, 1.6), silent=True)
     assert ints[0].tolist() == [2, 2]
 
 

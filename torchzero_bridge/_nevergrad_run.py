@@ -64,14 +64,11 @@ class NevergradSpace:
         sigma: np.ndarray | None,
     ) -> None:
         n = flat.n
-        is_bool = np.zeros(n, dtype=bool)
-        for i, p in enumerate(flat.params):
-            if p.dtype == torch.bool:
-                is_bool[flat.offsets[i] : flat.offsets[i + 1]] = True
+        codes = flat.layout.kind_codes
         kinds = [
-            ("float", np.flatnonzero(~flat.integer_mask)),
-            ("int", np.flatnonzero(flat.integer_mask & ~is_bool)),
-            ("bool", np.flatnonzero(is_bool)),
+            ("float", np.flatnonzero(codes == 0)),
+            ("int", np.flatnonzero(codes == 1)),
+            ("bool", np.flatnonzero(codes == 2)),
         ]
         parts: list[Any] = []
         self.index: list[np.ndarray] = []

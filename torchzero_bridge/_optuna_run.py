@@ -44,12 +44,7 @@ class OptunaSpace:
         n = flat.n
         self.n = n
         self.names = [f"x{k}" for k in range(n)]
-        kind = np.zeros(n, dtype=np.int8)  # 0 float, 1 int, 2 bool
-        for i, p in enumerate(flat.params):
-            if p.dtype == torch.bool:
-                kind[flat.offsets[i] : flat.offsets[i + 1]] = 2
-            elif not (p.is_floating_point() or p.is_complex()):
-                kind[flat.offsets[i] : flat.offsets[i + 1]] = 1
+        kind = flat.layout.kind_codes  # 0 float, 1 int, 2 bool
         needs = np.flatnonzero(kind != 2)
         lo = np.full(n, -np.inf) if bounds is None else bounds[0]
         hi = np.full(n, np.inf) if bounds is None else bounds[1]
@@ -61,13 +56,7 @@ class OptunaSpace:
                 f"{open_.size - 1} other entries have no finite (lo, hi); give the param group bounds=(lo, hi)"
             )
         ints = np.flatnonzero(kind == 1)
-        lo_i, hi_i = np.ceil(lo[ints]), np.floor(hi[ints])
-        empty = ints[lo_i > hi_i]
-        if empty.size:
-            k = int(empty[0])
-            raise ValueError(f"bounds: no integer lies within the bounds of {flat.locate(k)} ({lo[k]}, {hi[k]})")
-        self.lo, self.hi = lo.copy(), hi.copy()
-        self.lo[ints], self.hi[ints] = lo_i, hi_i
+        self.lo, self.hi = flat.layout.integral_box((lo, hi))
         self.kind = kind
         self.all_float = not kind.any()
         self.float_specs = [(self.names[k], float(self.lo[k]), float(self.hi[k])) for k in range(n) if kind[k] == 0]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -226,15 +225,7 @@ class CMAESWrapper(BridgeOptimizer):
     def _start_run(self, flat: FlatParams, x0: np.ndarray) -> None:
         box = flat.bounds()
         if box is not None:
-            outside = (x0 < box[0]) | (x0 > box[1])
-            if outside.any():
-                k = int(np.flatnonzero(outside)[0])
-                warnings.warn(
-                    f"the starting point is outside the bounds at {int(outside.sum())} entries "
-                    f"(first: {flat.locate(k)}); CMA-ES starts from it clipped into the bounds",
-                    stacklevel=5,
-                )
-                x0 = np.clip(x0, box[0], box[1])
+            x0 = flat.layout.clip_start(x0, box[0], box[1], then="CMA-ES starts from it clipped into the bounds")
         seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0] % 2**31) + 1
         self._build_run(flat, x0, seed)
 

@@ -29,7 +29,6 @@ from torchzero_bridge._checks import check_int, check_positive, check_seed
 from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace, suggest_names
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge._preload import nevergrad_step_imports, preload
-from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
@@ -224,15 +223,7 @@ class NevergradWrapper(BridgeOptimizer):
         ng = _nevergrad()
         bounds = flat.bounds()
         if bounds is not None:
-            lo, hi = bounds
-            outside = (x0 < lo) | (x0 > hi)
-            if outside.any():
-                k = int(np.flatnonzero(outside)[0])
-                warn_user(
-                    f"the starting point is outside the bounds at {int(outside.sum())} entries "
-                    f"(first: {flat.locate(k)}); nevergrad starts from it clipped into the bounds"
-                )
-                x0 = np.clip(x0, lo, hi)
+            x0 = flat.layout.clip_start(x0, *bounds, then="nevergrad starts from it clipped into the bounds")
         # without a seed one is drawn here, so that a checkpoint can rebuild the run from it
         seed = self.seed if self.seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         self._build_run(ng, flat, x0, seed, self.budget, self.num_workers)
@@ -249,15 +240,7 @@ class NevergradWrapper(BridgeOptimizer):
 
     def _sigma_vector(self, flat: FlatParams, bounds: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
         """Per-entry initial sigma, or ``None`` to keep nevergrad's default everywhere."""
-        sig = np.ones(flat.n)
-        given = np.zeros(flat.n, dtype=bool)
-        i = 0
-        for group in self.param_groups:
-            for _ in group["params"]:
-                if group.get("sigma") is not None:
-                    sig[flat.offsets[i] : flat.offsets[i + 1]] = float(group["sigma"])
-                    given[flat.offsets[i] : flat.offsets[i + 1]] = True
-                i += 1
+        sig, given = flat.layout.group_values("sigma", self.param_groups)
         if bounds is not None:
             lo, hi = bounds
             both = np.isfinite(lo) & np.isfinite(hi) & ~given

@@ -25,7 +25,6 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from scipy.optimize import OptimizeResult
 
@@ -311,15 +310,8 @@ class OptunaWrapper(BridgeOptimizer):
         and on SQLite two workers can pop the same waiting trial.
         """
         opt, space, flat = _optuna(), self._space, ctx.flat
-        x0 = ctx.x0
-        outside = (x0 < space.lo) | (x0 > space.hi)
-        if outside.any():
-            k = int(np.flatnonzero(outside)[0])
-            warn_user(
-                f"the starting point is outside the bounds at {int(outside.sum())} entries "
-                f"(first: {flat.locate(k)}); the first trial uses it clipped into the bounds"
-            )
-        x = np.clip(x0, space.lo, space.hi)
+        then = "the first trial uses it clipped into the bounds"
+        x = flat.layout.clip_start(ctx.x0, space.lo, space.hi, then=then)
         ctx.check_deadline()
         f = ctx.objective.value(x)
         params, dists = space.params_of(x), space.distributions()

@@ -150,8 +150,8 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
         return self.result
 
     def flat_params(self) -> FlatParams:
-        """The flat layout of the current parameter groups."""
-        return FlatParams(self.param_groups, allow_integer=self.allow_integer)
+        """The host vector of the current parameter groups (cached; rebuilt when tensors or group options change)."""
+        return FlatParams.cached(self, self.param_groups, allow_integer=self.allow_integer)
 
     def step(self, closure: Callable[..., Any] | None = None) -> torch.Tensor:  # type: ignore[override]
         """Run the whole solve from the current parameters.

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.layout import Layout
 
 __all__ = ["BatchObjective"]
 
@@ -105,7 +106,7 @@ class BatchObjective:
             for attr, t in members:
                 self._aliases[id(t)] = (*self._aliases.get(id(t), ()), f"{prefix}.{attr}")
 
-    def names_for(self, flat: FlatParams) -> list[str]:
+    def names_for(self, flat: FlatParams | Layout) -> list[str]:
         """Module attribute names of the optimized tensors, in flat order.
 
         Raises:
@@ -144,7 +145,7 @@ class BatchObjective:
         return loss
 
     @torch.no_grad()
-    def evaluate(self, flat: FlatParams, X: np.ndarray | torch.Tensor) -> np.ndarray:
+    def evaluate(self, flat: FlatParams | Layout, X: np.ndarray | torch.Tensor) -> np.ndarray:
         """Loss at each row of ``X`` (shape ``(pop, n)``), as a float64 array of length ``pop``.
 
         Integer entries are rounded exactly as :meth:`FlatParams.write` rounds them. The
@@ -168,7 +169,7 @@ class BatchObjective:
             out[start:stop] = self._vmapped(params).reshape(-1)
         return out.numpy()
 
-    def points_per_pass(self, flat: FlatParams, pop: int) -> int:
+    def points_per_pass(self, flat: FlatParams | Layout, pop: int) -> int:
         """How many of ``pop`` points one vectorized pass evaluates (see ``chunk_size``)."""
         if self.chunk_size is None:
             return pop
@@ -188,7 +189,7 @@ class BatchObjective:
         return loss.reshape(())
 
 
-def _columns(flat: FlatParams, aliases: list[tuple[str, ...]], X: torch.Tensor) -> dict[str, torch.Tensor]:
+def _columns(flat: FlatParams | Layout, aliases: list[tuple[str, ...]], X: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-tensor views ``(pop, *shape)`` of population ``X`` in each tensor's dtype and device.
 
     Every name of a tensor (``aliases``, in flat order) maps to its view. When every optimized

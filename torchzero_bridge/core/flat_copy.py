@@ -22,12 +22,14 @@ Example:
 
 from __future__ import annotations
 
+import sys
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ElementMap", "GradGather"]
+__all__ = ["ElementMap", "GradGather", "owned_like", "probe_grad"]
 
 _NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
@@ -184,3 +186,41 @@ class GradGather:
             if enabled:
                 torch._C._set_grad_enabled(True)
         return self._buf_np.copy() if self.perm is None else self._buf_np[self.perm]
+
+
+def _ownership(t: torch.Tensor) -> tuple[int, int, int]:
+    """Python references to ``t``, C++ owners of ``t``, and owners of its storage."""
+    return (
+        sys.getrefcount(t),
+        int(t._use_count()),  # type: ignore[attr-defined]
+        int(torch._C._storage_Use_Count(t.untyped_storage()._cdata)),
+    )
+
+
+_PROBE: list[torch.Tensor] = []
+
+
+def probe_grad() -> torch.Tensor | None:
+    """A gradient that only its tensor's ``.grad`` holds: what a fresh backward pass leaves."""
+    if not _PROBE:
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+                w.grad = torch.zeros(1, dtype=torch.float64)
+            _PROBE.append(w)
+        except Exception:  # no such tensor can be made here: gradients are always copied
+            return None
+    return _PROBE[0].grad
+
+
+def owned_like(g: torch.Tensor, probe: torch.Tensor | None) -> bool:
+    """``g`` has exactly the owners ``probe`` has (counted at the same call depth, so tracers
+    and debuggers shift both alike), no weak references, and memory torch allocated."""
+    if probe is None:
+        return False
+    try:
+        return (
+            _ownership(g) == _ownership(probe) and weakref.getweakrefcount(g) == 0 and g.untyped_storage().resizable()
+        )
+    except Exception:  # a torch without these internals: copy
+        return False

@@ -55,6 +55,7 @@ class HessianProducts:
     ngev: int
     nhev: int
     nonfinite: str
+    _silent: bool
     gradient_source: Callable[[np.ndarray], np.ndarray] | None
     _diff_idx: list[int]
     _diff_params: list[torch.Tensor]
@@ -136,7 +137,7 @@ class HessianProducts:
     def _load(self, e: Point) -> None:
         """Put point ``e`` back into the parameters, which its graph's saved tensors alias."""
         if e.version != self.flat.version:
-            self.flat.write(e.x)
+            self.flat.write(e.x, silent=self._silent)
             e.version = self.flat.version
 
     def _graph_hvp(self, e: Point, v: np.ndarray) -> np.ndarray:
@@ -208,7 +209,7 @@ class HessianProducts:
     def _grad_probe(self, y: np.ndarray) -> np.ndarray:
         """Gradient at a finite-difference probe point, outside the memo."""
         self.check_deadline()
-        self.flat.write(y)
+        self.flat.write(y, silent=self._silent)
         f = self.adapter.value_and_backward()
         self.nfev += 1
         self.ngev += 1

@@ -124,7 +124,7 @@ class Objective(HessianProducts):
         self.hvp_method: HvpMethod = hvp_method
         self.graph_grads = uses_hessian and hvp_method == "autograd" and not self.adapter.is_object
         self._want_grad = uses_hessian
-        flat.silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
+        self._silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
         self.nonfinite = nonfinite
         self.deadline = deadline
         self.timeout = timeout
@@ -278,7 +278,7 @@ class Objective(HessianProducts):
         for e in [*self._memo, self._best]:
             if e is not None:
                 e.graph = None
-        self.flat.silent = False
+        self._silent = False
 
     # ------------------------------------------------------------------ internals
     def _find(self, x: np.ndarray) -> Point | None:
@@ -308,7 +308,7 @@ class Objective(HessianProducts):
             return e
         self.check_deadline()
         buf = self._free_buffer()
-        self.flat.write_keeping(x, buf)
+        self.flat.write_keeping(x, buf, silent=self._silent)
         gr = None
         gradless = False
         g: np.ndarray | None

@@ -266,11 +266,11 @@ def check_group_bounds(group: Mapping[str, Any], index: int, owner: str) -> None
     """
     if group.get("bounds") is None or not group.get("params"):
         return
-    from torchzero_bridge.core.flat import FlatParams
+    from torchzero_bridge.core.layout import Layout
 
     padding: list[Mapping[str, Any]] = [{"params": []} for _ in range(index)]  # messages name the right group
     try:
-        FlatParams([*padding, group], allow_integer=True).bounds()
+        Layout([*padding, group], allow_integer=True).bounds()
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{owner}: {exc}") from None
 

@@ -29,7 +29,6 @@ from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, me
 __all__ = [
     "ARG_KEYS",
     "builtin_hessian",
-    "clip_start",
     "minimize_callables",
     "resolve_jac",
     "solver_counts_gradients",
@@ -167,33 +166,6 @@ def minimize_callables(
         kwargs.setdefault("hess", objective.hess)
     kwargs["options"] = options
     return fun, kwargs
-
-
-def clip_start(x0: np.ndarray, lo: np.ndarray, hi: np.ndarray, flat: FlatParams) -> np.ndarray:
-    """Return ``x0`` clipped into ``[lo, hi]``, warning (naming the first entry) when it was outside.
-
-    Args:
-        x0: the starting point.
-        lo: lower bounds (``-inf`` = none).
-        hi: upper bounds (``inf`` = none).
-        flat: the parameter layout (names the offending entry).
-
-    Example:
-        >>> import numpy as np, torch
-        >>> from torchzero_bridge.core import FlatParams
-        >>> flat = FlatParams([torch.zeros(2)])
-        >>> clip_start(np.zeros(2), np.full(2, -1.0), np.ones(2), flat).tolist()
-        [0.0, 0.0]
-    """
-    outside = (x0 < lo) | (x0 > hi)
-    if not outside.any():
-        return x0
-    k = int(np.flatnonzero(outside)[0])
-    warn_user(
-        f"the starting point is outside the bounds at {int(outside.sum())} entries "
-        f"(first: {flat.locate(k)}); it was clipped into the bounds"
-    )
-    return np.clip(x0, lo, hi)
 
 
 def _scale_fd_step(

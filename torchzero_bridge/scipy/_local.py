@@ -28,10 +28,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.optimize import Bounds, OptimizeResult, minimize
 
-from torchzero_bridge.core.flat import FlatParams, _flat_bounds
+from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import Objective
 from torchzero_bridge.scipy._callables import minimize_callables, resolve_jac, solver_counts_gradients
 from torchzero_bridge.scipy.constraints import convert_constraints
@@ -43,7 +42,7 @@ __all__ = ["LocalMethod", "local_box", "local_minimizer", "require_bounds"]
 def require_bounds(
     flat: FlatParams, flat_bounds: Any, solver: str, *, finite: bool = True, bool_default: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The search box of a solver that needs one.
+    """The search box of a solver that needs one (:meth:`~torchzero_bridge.core.layout.Layout.require_box`).
 
     Args:
         flat: the parameter layout (its groups may carry ``bounds=(lo, hi)``).
@@ -57,8 +56,8 @@ def require_bounds(
 
     Raises:
         ValueError: no bounds at all, or (with ``finite``) an entry without finite bounds; the
-            message names the tensor and element. Also the errors of :meth:`FlatParams.bounds`
-            (``lo > hi``, wrong shape or length).
+            message names the tensor and element. Also the errors of
+            :meth:`~torchzero_bridge.core.layout.Layout.bounds` (``lo > hi``, wrong shape or length).
 
     Example:
         >>> import torch
@@ -67,27 +66,7 @@ def require_bounds(
         >>> require_bounds(flat, None, "DE", bool_default=True)[1].tolist()
         [1.0]
     """
-    box = flat.bounds(flat_bounds)
-    if box is None:
-        lo, hi = np.full(flat.n, -np.inf), np.full(flat.n, np.inf)
-    else:
-        lo, hi = box
-    if bool_default:
-        for i, p in enumerate(flat.params):
-            if p.dtype == torch.bool:
-                sl = slice(flat.offsets[i], flat.offsets[i + 1])
-                free = np.isneginf(lo[sl]) & np.isposinf(hi[sl])
-                lo[sl][free], hi[sl][free] = 0.0, 1.0
-    missing = ~(np.isfinite(lo) & np.isfinite(hi)) if finite else np.isneginf(lo) & np.isposinf(hi)
-    if missing.any() and (finite or missing.all()):
-        k = int(np.flatnonzero(missing)[0])
-        need = "finite bounds for every entry" if finite else "bounds"
-        raise ValueError(
-            f"{solver} needs {need}; {flat.locate(k)} has none (lo={lo[k]}, hi={hi[k]}). Give the param "
-            "group bounds=(lo, hi) (scalars or tensors shaped like its parameters) or flat scipy-style "
-            "bounds in the solver's options"
-        )
-    return lo, hi
+    return flat.layout.require_box(flat_bounds, solver, finite=finite, bool_default=bool_default)
 
 
 def local_box(
@@ -122,17 +101,7 @@ def local_box(
     given = args.get("bounds")
     if given is None:
         return box
-    try:
-        lo, hi = _flat_bounds(given, flat.n)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"minimizer_args['bounds']: {error}") from None
-    bad = np.flatnonzero(~(lo <= hi))
-    if bad.size:
-        k = int(bad[0])
-        raise ValueError(
-            f"minimizer_args['bounds']: lower bound {lo[k]} is above upper bound {hi[k]} for {flat.locate(k)}"
-        )
-    return lo, hi
+    return flat.layout.flat_box(given, "minimizer_args['bounds']")
 
 
 class LocalMethod(str):

@@ -32,7 +32,6 @@ from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy
 from torchzero_bridge.core.threads import ThreadsSpec
-from torchzero_bridge.scipy._callables import clip_start
 from torchzero_bridge.scipy._global import GlobalWrapper, result_callback
 
 __all__ = ["BasinHoppingWrapper"]
@@ -116,7 +115,7 @@ class BasinHoppingWrapper(GlobalWrapper):
         x0 = ctx.x0
         box = minimizer_kwargs.get("bounds")
         if box is not None:
-            x0 = clip_start(x0, box.lb, box.ub, flat)
+            x0 = flat.layout.clip_start(x0, box.lb, box.ub)
         if self._wants_callback():
             kwargs["callback"] = result_callback(ctx, ("accept",))
         return basinhopping(fun, x0, minimizer_kwargs=minimizer_kwargs, **kwargs)

@@ -68,7 +68,7 @@ class TorchConstraintFunction:
         """Constraint values at ``x``."""
         x = np.asarray(x, dtype=np.float64)
         if not self._hit(x) or self._c is None:
-            self.flat.write(x)
+            self.flat.write(x, silent=True)  # a trial point of the solve
             with torch.no_grad():
                 c = self._call()
             self._x, self._c, self._J = x.copy(), _to_numpy(c), None
@@ -78,7 +78,7 @@ class TorchConstraintFunction:
         """Jacobian of the constraint values at ``x`` (rows = components)."""
         x = np.asarray(x, dtype=np.float64)
         if not self._hit(x) or self._J is None:
-            self.flat.write(x)
+            self.flat.write(x, silent=True)  # a trial point of the solve
             with torch.enable_grad():
                 c = self._call()
                 self._x, self._c = x.copy(), _to_numpy(c)
@@ -98,7 +98,7 @@ class TorchConstraintFunction:
         params = [self.flat.params[i] for i in idx]
 
         def matvec(p: np.ndarray) -> np.ndarray:
-            self.flat.write(x)
+            self.flat.write(x, silent=True)  # a trial point of the solve
             with torch.enable_grad():
                 c = self._call()
                 if not isinstance(c, torch.Tensor) or not c.requires_grad:

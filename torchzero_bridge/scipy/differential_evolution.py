@@ -39,7 +39,7 @@ from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import BridgeWarning, IgnoredOptionWarning, MissingGradientError
-from torchzero_bridge.scipy._callables import clip_start, minimize_callables
+from torchzero_bridge.scipy._callables import minimize_callables
 from torchzero_bridge.scipy._global import GlobalWrapper, require_bounds
 from torchzero_bridge.scipy.methods import method_info
 
@@ -168,7 +168,7 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         flat, obj = ctx.flat, ctx.objective
         lo, hi = require_bounds(flat, self.flat_bounds, type(self).__name__, bool_default=True)
         if "x0" not in kwargs:
-            kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat)
+            kwargs["x0"] = flat.layout.clip_start(ctx.x0, lo, hi)
         if flat.has_integers:
             mask = flat.integer_mask.copy()
             if kwargs.get("integrality") is not None:

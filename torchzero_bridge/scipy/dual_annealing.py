@@ -41,7 +41,6 @@ from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import IgnoredOptionWarning
-from torchzero_bridge.scipy._callables import clip_start
 from torchzero_bridge.scipy._global import GlobalWrapper, require_bounds, result_callback
 
 __all__ = ["DualAnnealingWrapper"]
@@ -152,7 +151,7 @@ class DualAnnealingWrapper(GlobalWrapper):
         else:
             fun, minimizer_kwargs = self._local(ctx, (lo, hi))
         if "x0" not in kwargs:
-            kwargs["x0"] = clip_start(ctx.x0, lo, hi, flat)
+            kwargs["x0"] = flat.layout.clip_start(ctx.x0, lo, hi)
         if self._wants_callback():
             kwargs["callback"] = result_callback(ctx, ("context",))
         try:

@@ -42,7 +42,6 @@ from torchzero_bridge.scipy._callables import (
     _resolve_method,
     _validate_jac,
     builtin_hessian,
-    clip_start,
     minimize_callables,
     resolve_jac,
     solver_counts_gradients,
@@ -55,7 +54,6 @@ from torchzero_bridge.scipy.option_checks import check_minimize_args
 __all__ = [
     "MinimizeWrapper",
     "builtin_hessian",
-    "clip_start",
     "minimize_callables",
     "resolve_jac",
     "solver_counts_gradients",
@@ -225,7 +223,7 @@ class MinimizeWrapper(BridgeOptimizer):
         bounds = flat.bounds(a.get("bounds")) if info.bounds else None
         if bounds is not None:
             lo, hi = bounds
-            ctx.x0 = clip_start(ctx.x0, lo, hi, flat)
+            ctx.x0 = flat.layout.clip_start(ctx.x0, lo, hi)
             kwargs["bounds"] = Bounds(lo, hi)
         constraints, _ = convert_constraints(a.get("constraints"), flat, objects=info.key == "trust-constr")
         if constraints:

@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge._checks import check_positive
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.walks import adapt_scale, check_adapt
 
 __all__ = ["SimulatedAnnealing"]

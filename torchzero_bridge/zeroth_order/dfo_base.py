@@ -2,7 +2,7 @@
 
 :class:`DerivativeFreeOptimizer` owns what every method needs; each only proposes points and keeps some:
 
-* :class:`~torchzero_bridge.zeroth_order.space.FlatSpace`: the parameters as one flat vector
+* :class:`~torchzero_bridge.core.device.FlatSpace`: the parameters as one flat vector
   with per-group bounds and integer entries;
 * the incumbent (best point seen): the parameters hold it after every ``step``, also one that raises;
 * evaluation of a point or a population (one call with a :class:`~torchzero_bridge.BatchObjective`);
@@ -41,18 +41,14 @@ import torch
 
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.batch import BatchObjective
+from torchzero_bridge.core.device import INTEGER_OPTIMIZERS, FlatSpace
 from torchzero_bridge.core.frozen import SkipsFrozen
+from torchzero_bridge.core.groups import signature
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
-from torchzero_bridge.zeroth_order.space import (
-    INTEGER_OPTIMIZERS,
-    FlatSpace,
-    to_device,
-    warn_ignored,
-    write_best,
-)
+from torchzero_bridge.zeroth_order.space import to_device, warn_ignored, write_best
 
 __all__ = ["INTEGER_OPTIMIZERS", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
 
@@ -271,10 +267,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
 
     def _space(self) -> FlatSpace:
         """The flat space of the current param groups (rebuilt when tensors or bounds objects change)."""
-        key = tuple(
-            (id(g.get("bounds")), tuple((id(p), p.dtype, p.device, tuple(p.shape)) for p in g["params"]))
-            for g in self.param_groups
-        )
+        key = signature(self.param_groups, ("bounds", "param_names"))
         cached = getattr(self, "_space_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]

@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.core.layout import kind_of
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 
 __all__ = ["GridSearch"]
 
@@ -100,7 +102,7 @@ class GridSearch(DerivativeFreeOptimizer):
             )
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
-        only_bools = all(p.dtype == torch.bool for p in group["params"])  # their grid is {0, 1}
+        only_bools = all(kind_of(p.dtype) == "bool" for p in group["params"])  # their grid is {0, 1}
         if group.get("step") is None:
             if only_bools:
                 return
@@ -115,14 +117,10 @@ class GridSearch(DerivativeFreeOptimizer):
         return bool(self._dfo_state().get("done", False))
 
     def _steps(self, space: FlatSpace) -> torch.Tensor:
-        h = torch.empty(space.n, dtype=space.dtype, device=space.device)
-        for g, (a, b) in zip(self.param_groups, space.group_slices):
-            h[a:b] = 1.0 if g.get("step") is None else float(g["step"])
+        steps, _ = space.layout.group_values("step", self.param_groups)  # 1.0 where a group has none
+        h = torch.as_tensor(steps, dtype=space.dtype, device=space.device)
         h = torch.where(space.integer, torch.clamp(torch.round(h), min=1.0), h)
-        for p, a, b in zip(space.flat.params, space.flat.offsets, space.flat.offsets[1:]):
-            if p.dtype == torch.bool:  # every boolean entry visits both 0 and 1
-                h[a:b] = 1.0
-        return h
+        return torch.where(space.boolean, torch.ones_like(h), h)  # every boolean entry visits both 0 and 1
 
     def _axes(
         self, space: FlatSpace, start: torch.Tensor, h: torch.Tensor, center: torch.Tensor | None

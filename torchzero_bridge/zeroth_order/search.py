@@ -22,7 +22,8 @@ from typing import Any, ClassVar
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive, check_real
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
 from torchzero_bridge.zeroth_order.grid import GridSearch
 
 __all__ = ["GridSearch", "RandomSearch", "SequentialSearch", "ShrinkingRandomSearch", "uniform_in_bounds"]

@@ -27,7 +27,8 @@ import torch
 
 from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.closure import accepts_backward, loss_to_float
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
 __all__ = ["SwarmOfOptimizers"]

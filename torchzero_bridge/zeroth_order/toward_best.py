@@ -14,13 +14,13 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from torchzero_bridge._checks import check_positive
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
@@ -91,11 +91,10 @@ class MomentumToBest(InnerStepWrapper):
                 self._put(x0)
                 for p in self._tensors():
                     p.grad = None
-                warnings.warn(
+                warn_user(
                     f"MomentumToBest: a non-finite loss ({f0}) or update; the parameters stay where the step "
                     "started and .grad is cleared",
                     NonFiniteLossWarning,
-                    stacklevel=3,
                 )
                 return f0
             if f0 < self.best_loss:

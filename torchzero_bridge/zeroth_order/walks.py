@@ -36,7 +36,8 @@ from typing import Any
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive, check_real
-from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, FlatSpace, warn_ignored
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
 
 __all__ = ["ON_REJECT", "RandomWalk", "SecondOrderRandomWalk", "check_adapt"]
 

@@ -280,11 +280,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         gt = torch.zeros(flat.n, dtype=torch.float64)
         x_np = xt.numpy()
         blocks: list[Block] = []
-        first = 0
-        for group in flat.groups:
-            count = len(group["params"])
-            a, b = flat.offsets[first], flat.offsets[first + count]
-            first += count
+        for group, (a, b) in zip(flat.groups, flat.layout.group_slices):
             if b > a:
                 h = check_positive(group.get("h", self.defaults.get("h", 1.0)), "h", type(self).__name__)
                 blocks.append(Block([xt[a:b]], [gt[a:b]], h, [xt[a:b]]))

@@ -15,6 +15,7 @@ from torchzero_bridge.errors import (
     IgnoredOptionWarning,
     MissingGradientError,
     NonFiniteLossWarning,
+    RunningStatsWarning,
 )
 from torchzero_bridge.nevergrad import NevergradWrapper
 from torchzero_bridge.optuna import OptunaWrapper
@@ -88,6 +89,7 @@ __all__ = [
     "RandomSearch",
     "RandomWalk",
     "RandomizedFDM",
+    "RunningStatsWarning",
     "SHGOWrapper",
     "SecondOrderRandomWalk",
     "SequentialSearch",

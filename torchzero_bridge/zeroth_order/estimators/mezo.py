@@ -75,8 +75,8 @@ class MeZO(RandomizedFDM):
     CPU core for Rademacher, ~12 ns for Gaussian: keep ``"rademacher"`` on CPU). So a step
     costs two forward passes plus three cheap passes. ``"sphere"`` adds one pass per sample
     for its norm; ``n_samples = k > 1`` adds ``k`` update passes. Extra memory: two scratch
-    pieces of at most ``directions.CHUNK`` entries, one bit per entry and one byte per entry
-    whose way back would round wrong (~5% of the bytes of float32 weights at ``h = 1e-3``).
+    pieces of at most ``directions.CHUNK`` entries and three bytes per entry whose way back
+    would round wrong (~6% of the bytes of float32 weights at ``h = 1e-3``).
     With ``opt=None`` the parameters end exactly where they started; the step's estimate is
     kept compactly in :attr:`projected_grads`. An exception raised in the closure, or SIGINT
     at any moment, leaves the parameters at the start of the step, or, once the way back has

@@ -17,8 +17,8 @@ back to their start bit for bit in every dtype, also when the closure raises or 
 Beyond ``.grad`` nothing parameter-sized is held: no copy of the parameters, no stored
 direction, just scratch pieces of at most ``directions.CHUNK`` entries. With one sample
 (``n_samples=1``) ``.grad`` itself holds the start until the way back, which copies it back and
-writes the estimate in its place; with more, a bit per entry and a byte per entry whose
-arithmetic way back would round wrong are kept. Each sample makes one pass over the parameters per
+writes the estimate in its place; with more, three bytes are kept per entry whose arithmetic
+way back would round wrong. Each sample makes one pass over the parameters per
 stencil point and one to come back (which also adds the sample into ``.grad``); ``"sphere"``
 adds one more for its norm. :class:`MeZO` also drops the ``.grad`` buffer.
 

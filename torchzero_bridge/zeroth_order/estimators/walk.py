@@ -11,7 +11,8 @@ the piece and compares the end point with the start as bit patterns (so ``-0.0``
 ``0.0``). For every entry that would come back wrong it records the difference of the two bit
 patterns, which is small (a few units in the last place) and kept in one byte; the rare entry
 whose difference does not fit (one far smaller than ``a``, whose bits are lost in ``x ± a d``)
-keeps its start value instead. Positions are a bit mask; a piece is copied whole when that is
+keeps its start value instead. Positions take 16 bits each (the block of ``2**16`` entries is
+known from where its positions start in the sorted list); a piece is copied whole when that is
 smaller. The real moves repeat the same operations on the same values, so they end at the
 same point, and the corrections are added to the bit patterns at the end: the parameters return
 to ``x`` bit for bit, in every dtype.
@@ -21,9 +22,9 @@ sample) none of this is needed: the first pass copies the start there and the la
 back.
 
 Memory: one scratch piece of at most :data:`~torchzero_bridge.zeroth_order.directions.CHUNK`
-entries (the direction) plus one for the simulated chain, and what is kept: one bit per entry
-plus one byte per entry that would come back wrong (for the float32 weights of a transformer at
-``a = 1e-3``, ~8% of the entries: ~5% of the parameters' bytes); nothing with ``backup``.
+entries (the direction) plus one for the simulated chain, and what is kept: three bytes per
+entry that would come back wrong (for the float32 weights of a transformer at ``a = 1e-3``, ~8%
+of the entries: ~6% of the parameters' bytes); nothing with ``backup``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from torchzero_bridge.zeroth_order.directions import CHUNK, DirectionSampler, pi
 __all__ = ["Walk"]
 
 After = Callable[[int, "slice | None", torch.Tensor], object]
-Kept = tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
-"""How a piece comes back: ``(mask, corrections, far positions, far values)``, or ``(None, copy, None, None)``."""
 """``after(i, sl, d)``: called on the last pass with tensor ``i``'s piece ``sl`` and its direction."""
+
+Kept = tuple[tuple[torch.Tensor, list[int]] | None, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+"""How a piece comes back: ``((positions, block starts), corrections, far positions, far values)``, or
+``(None, copy, None, None)``."""
 
 
 class Walk:
@@ -185,37 +188,30 @@ class Walk:
         ints = _INTS[p.element_size()]
         diff = sim.view(ints)
         torch.sub(p.view(ints), diff, out=diff)
-        padded = -(-n // _BITS) * _BITS
-        flags = _reused(scratch, 1, torch.bool, p.device, padded)
-        flags[n:] = False
-        flags[:n].view(p.shape).copy_(diff)  # nonzero -> True
-        pos = _nonzero(flags[:n])
+        flags = _reused(scratch, 1, torch.bool, p.device, n)
+        flags.view(p.shape).copy_(diff)  # nonzero -> True
+        pos = _nonzero(flags)
         count = pos.numel()
         if count == 0:
             return
         corr = torch.take(diff, pos)
-        # a correction that does not fit in int8 (an entry that changed binade by far, or sign)
-        # keeps its start value instead
-        big = torch.nonzero((corr > _SMALL) | (corr < -_SMALL)).view(-1)
+        far = _far(corr)  # a correction beyond one byte (a far smaller entry, or a sign change)
         size = p.element_size()
-        if padded // _BITS + count + big.numel() * (size + 8) >= n * size:
-            self._kept[k] = (None, p.clone(), None, None)  # a mask and the corrections would cost more than a copy
+        if 3 * count + far.numel() * (size + 8) >= n * size:
+            self._kept[k] = (None, p.clone(), None, None)  # positions and corrections would cost more than a copy
             return
-        # eight flag bytes (0/1) as one int64 word; the multiply moves byte i to bit 56 + i with
-        # every other product at its own lower (or overflowing) bit, so the top byte is the
-        # packed mask (bit i = entry i), 40x faster than shifting and summing the bytes
-        words = flags.view(torch.uint8).view(torch.int64)
-        top = _reused(scratch, 2, torch.int64, p.device, words.numel())
-        torch.mul(words, _PACK, out=top).bitwise_right_shift_(56).bitwise_and_(0xFF)
-        packed = self._arena(p.device, torch.uint8, padded // _BITS)
-        packed.copy_(top)
-        small = self._arena(p.device, torch.int8, count)
-        if big.numel():
-            corr[big] = 0
-            big_pos = pos[big]
-            self._kept[k] = (packed, small.copy_(corr), big_pos, torch.take(p, big_pos))
-        else:
-            self._kept[k] = (packed, small.copy_(corr), None, None)
+        far_values = None
+        if far.numel():
+            corr[far] = 0
+            far = pos[far]
+            far_values = torch.take(p, far)
+        # positions in 16 bits: the high bits are the block of 2**16 entries, known from where
+        # each block's positions start in the sorted list
+        blocks = list(range(_BLOCK, n, _BLOCK))
+        starts = torch.searchsorted(pos, torch.tensor(blocks, device=pos.device)).tolist() if blocks else []
+        low = self._arena(p.device, torch.int16, count).copy_(pos)
+        small = self._arena(p.device, torch.int8, count).copy_(corr)
+        self._kept[k] = ((low, starts), small, None if far_values is None else far, far_values)
 
     def _arena(self, device: torch.device, dtype: torch.dtype, n: int) -> torch.Tensor:
         """``n`` entries for kept data, cut from blocks of ``4·CHUNK`` bytes (less for small walks).
@@ -250,23 +246,26 @@ def _reused(
     return buf[:n]
 
 
-_BITS = 8
-_PACK = 0x0102040810204080  # sum over i of 2**(56 - 7 i)
-_SPREAD = 0x0101010101010101
-_SELECT = 0x8040201008040201 - (1 << 64)  # byte k = 2**k, as a signed int64
+_BLOCK = 1 << 16  # entries addressed by a 16-bit position
 _SMALL = 127  # the largest correction kept in one byte
 _INTS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # bit patterns by entry size
 
 
 def _restore(p: torch.Tensor, kept: Kept) -> None:
     """Fix the entries of piece ``p`` that the arithmetic way back brought back wrong."""
-    packed, values, far, far_values = kept
-    if packed is None:
+    where, values, far, far_values = kept
+    if where is None:
         p.copy_(values)
         return
+    low, starts = where
+    pos = low.to(torch.int64).bitwise_and_(_BLOCK - 1)
+    for first in starts:
+        pos[first:].add_(_BLOCK)  # each block boundary passed adds 2**16
     ints = _INTS[p.element_size()]
-    pos = _nonzero(_unpack(packed, p.numel()))
-    p.view(ints).put_(pos, values.to(ints), accumulate=True)
+    if p.is_contiguous():
+        p.view(ints).view(-1).scatter_add_(0, pos, values.to(ints))
+    else:
+        p.view(ints).put_(pos, values.to(ints), accumulate=True)
     if far is not None and far_values is not None:
         p.put_(far, far_values)
 
@@ -281,14 +280,12 @@ def _nonzero(flags: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(flags).view(-1)
 
 
-def _unpack(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """The first ``n`` flags of a mask packed eight to a byte (bit i = entry i), as a 1-D bool tensor.
-
-    Each byte times ``0x0101010101010101`` is copied into all eight bytes of a word (no
-    carries); the mask keeps bit ``k`` in byte ``k``, so byte ``k`` is nonzero iff bit ``k`` is set.
-    """
-    words = packed.to(torch.int64).mul_(_SPREAD).bitwise_and_(_SELECT)
-    return words.view(torch.uint8)[:n].to(torch.bool)
+def _far(corr: torch.Tensor) -> torch.Tensor:
+    """Indices (int64) of the corrections outside ``[-127, 127]``: ``corr + 127`` read unsigned is above 254."""
+    if corr.device.type == "cpu":
+        shifted = corr.numpy() + np.array(_SMALL, dtype=corr.numpy().dtype)
+        return torch.from_numpy(np.flatnonzero(shifted.view(shifted.dtype.str.replace("i", "u")) > 2 * _SMALL))
+    return torch.nonzero((corr > _SMALL) | (corr < -_SMALL)).view(-1)
 
 
 def _dense(t: torch.Tensor) -> bool:

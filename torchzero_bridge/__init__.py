@@ -16,6 +16,7 @@ from torchzero_bridge.errors import (
     IgnoredOptionWarning,
     MissingGradientError,
     NonFiniteLossWarning,
+    RunningStatsWarning,
 )
 from torchzero_bridge.nevergrad import NevergradWrapper
 from torchzero_bridge.optuna import OptunaWrapper
@@ -95,6 +96,7 @@ __all__ = [
     "RandomSearch",
     "RandomWalk",
     "RandomizedFDM",
+    "RunningStatsWarning",
     "SHGOWrapper",
     "SecondOrderRandomWalk",
     "SequentialSearch",

@@ -19,6 +19,7 @@ __all__ = [
     "IgnoredOptionWarning",
     "MissingGradientError",
     "NonFiniteLossWarning",
+    "RunningStatsWarning",
 ]
 
 
@@ -40,6 +41,10 @@ class FrozenParameterWarning(BridgeWarning):
 
 class NonFiniteLossWarning(BridgeWarning, RuntimeWarning):
     """The closure returned NaN or infinity; the point was never kept as an answer."""
+
+
+class RunningStatsWarning(BridgeWarning):
+    """Modules in training mode update running statistics (BatchNorm) at every trial evaluation; no step undoes it."""
 
 
 class MissingGradientError(RuntimeError):

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from torchzero_bridge.core.buffers import RunningStatsWatch, warn_running_stats
 from torchzero_bridge.errors import ClosureError
 
 __all__ = ["ClosureAdapter", "accepts_backward", "loss_to_float"]
@@ -104,9 +105,12 @@ class ClosureAdapter:
         self.is_object = hasattr(closure, "model") and callable(getattr(closure, "loss", None))
         self.accepts_backward = accepts_backward(closure)
         self.has_graph = self.accepts_backward or self.is_object
+        self._watched = False
 
     def value(self) -> float:
         """Loss only: ``closure(backward=False)`` under ``no_grad`` when accepted, else ``closure()``."""
+        if not self._watched:
+            return self._first_call(self.value)
         if self.accepts_backward:
             if not torch.is_grad_enabled():  # a solver loop already runs under no_grad
                 return loss_to_float(self.closure(backward=False))
@@ -117,10 +121,21 @@ class ClosureAdapter:
 
     def value_and_backward(self) -> float:
         """Loss with a backward pass; the gradients land in each parameter's ``.grad``."""
+        if not self._watched:
+            return self._first_call(self.value_and_backward)
         with torch.enable_grad():
             if self.accepts_backward:
                 return loss_to_float(self.closure(backward=True))
             return loss_to_float(self.closure())
+
+    def _first_call(self, evaluate: Callable[[], float]) -> float:
+        """The first evaluation, watched for running statistics (see :mod:`~torchzero_bridge.core.buffers`)."""
+        self._watched = True
+        with RunningStatsWatch() as watch:
+            value = evaluate()
+        if watch.found:
+            warn_running_stats(watch.found)
+        return value
 
     def graph(self) -> torch.Tensor:
         """The loss tensor with its autograd graph, no backward pass run.

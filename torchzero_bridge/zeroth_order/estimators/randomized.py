@@ -15,8 +15,10 @@ Memory and time: the parameters are moved in place, one piece at a time, along a
 regenerated from its seed (see :mod:`~torchzero_bridge.zeroth_order.estimators.walk`), and come
 back to their start bit for bit in every dtype, also when the closure raises or SIGINT arrives.
 Beyond ``.grad`` nothing parameter-sized is held: no copy of the parameters, no stored
-direction, just scratch pieces of at most ``directions.CHUNK`` entries and the few entries whose
-arithmetic way back would round wrong. Each sample makes one pass over the parameters per
+direction, just scratch pieces of at most ``directions.CHUNK`` entries. With one sample
+(``n_samples=1``) ``.grad`` itself holds the start until the way back, which copies it back and
+writes the estimate in its place; with more, three bytes are kept per entry whose arithmetic
+way back would round wrong. Each sample makes one pass over the parameters per
 stencil point and one to come back (which also adds the sample into ``.grad``); ``"sphere"``
 adds one more for its norm. :class:`MeZO` also drops the ``.grad`` buffer.
 
@@ -106,13 +108,19 @@ class RandomizedFDM(GradientEstimator):
 
     def _estimate(self, f: Callable[[], float], blocks: list[Block]) -> float:
         params, grads, hs = _flatten(blocks)
-        for g in grads:
-            g.zero_()
+        # with one sample the gradient buffers are free until the way back: they hold the start
+        # of the walk (no simulated chain, no kept entries), and each piece's estimate replaces it
+        backup = grads if self.n_samples == 1 and all(map(_can_hold, grads, params)) else None
+        if backup is None:
+            for g in grads:
+                g.zero_()
 
         def accumulate(coefs: list[float]) -> After:
+            if backup is not None:
+                return lambda i, sl, d: piece_of(grads[i], sl).zero_().add_(d, alpha=coefs[i])
             return lambda i, sl, d: piece_of(grads[i], sl).add_(d, alpha=coefs[i])
 
-        f0, side, _ = self._samples(f, params, hs, accumulate)
+        f0, side, _ = self._samples(f, params, hs, accumulate, backup)
         return _finish(grads, self.n_samples, f0, side)
 
     def _samples(
@@ -121,12 +129,14 @@ class RandomizedFDM(GradientEstimator):
         params: list[torch.Tensor],
         hs: list[float],
         last_pass: Callable[[list[float]], After | None],
+        backup: list[torch.Tensor] | None = None,
     ) -> tuple[float | None, list[float], list[tuple[int, float]]]:
         """Evaluate every sample's stencil, walking the parameters there and back exactly.
 
         ``last_pass(coefs)`` gives the work to do on each sample's way back, where ``coefs[i]``
-        is ``D / h_i`` (``D`` the sample's directional difference). Returns ``f(x)`` (``None``
-        when the formula does not evaluate it), the side values and the ``(seed, D)`` pairs.
+        is ``D / h_i`` (``D`` the sample's directional difference); ``backup``: buffers that
+        hold the start during a walk (see :class:`Walk`; one sample only). Returns ``f(x)``
+        (``None`` when the formula does not evaluate it), the side values and the ``(seed, D)`` pairs.
         """
         formula = self.formula
         f0 = f() if formula.uses_center else None
@@ -135,7 +145,7 @@ class RandomizedFDM(GradientEstimator):
         points = [t for t, _ in formula.points]
         for _ in range(self.n_samples):
             seed = self._draw_seed()
-            walk = Walk(params, hs, points, self.sampler, seed, self.sampler.sphere_scale(seed, params))
+            walk = Walk(params, hs, points, self.sampler, seed, self.sampler.sphere_scale(seed, params), backup)
             deriv = formula.center * f0 if f0 is not None else 0.0
             try:
                 for t, c in formula.points:
@@ -294,6 +304,11 @@ def _flatten(blocks: list[Block]) -> tuple[list[torch.Tensor], list[torch.Tensor
     grads = [g for b in blocks for g in b.grads]
     hs = [b.h for b in blocks for _ in b.params]
     return params, grads, hs
+
+
+def _can_hold(buffer: torch.Tensor, t: torch.Tensor) -> bool:
+    """Whether ``buffer`` can hold ``t``'s values piece by piece: same layout, separate memory."""
+    return buffer.stride() == t.stride() and buffer.untyped_storage().data_ptr() != t.untyped_storage().data_ptr()
 
 
 def _finish(grads: list[torch.Tensor], n_samples: int, f0: float | None, side: list[float]) -> float:

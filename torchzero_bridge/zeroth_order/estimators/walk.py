@@ -7,17 +7,24 @@ product, and rounds back to ``x`` except where the perturbed value lands in a co
 and loses its low bits (4-9% of float32 weights of size 0.01-0.03 at ``a = 1e-3``; a direct jump
 ``(t_2 - t_1) a d`` would get about half of them wrong). A :class:`Walk` therefore, in its first
 pass and one piece of one tensor at a time, runs the whole chain of moves on a scratch copy of
-the piece, compares the end point with the start, and keeps the start value of every entry that
-would come back wrong (their positions as a bit mask and their values; a full copy of the piece
-when that is smaller).
-The real moves repeat the same operations on the same values, so they end at the same point,
-and the kept entries are written back at the end: the parameters return to ``x`` bit for bit,
-in every dtype.
+the piece and compares the end point with the start as bit patterns (so ``-0.0`` is told from
+``0.0``). For every entry that would come back wrong it records the difference of the two bit
+patterns, which is small (a few units in the last place) and kept in one byte; the rare entry
+whose difference does not fit (one far smaller than ``a``, whose bits are lost in ``x ± a d``)
+keeps its start value instead. Positions take 16 bits each (the block of ``2**16`` entries is
+known from where its positions start in the sorted list); a piece is copied whole when that is
+smaller. The real moves repeat the same operations on the same values, so they end at the
+same point, and the corrections are added to the bit patterns at the end: the parameters return
+to ``x`` bit for bit, in every dtype.
+
+With ``backup`` (buffers free until the way back, like an estimator's ``.grad`` with one
+sample) none of this is needed: the first pass copies the start there and the last copies it
+back.
 
 Memory: one scratch piece of at most :data:`~torchzero_bridge.zeroth_order.directions.CHUNK`
-entries (the direction) plus one for the simulated chain, and the kept entries: one bit per
-entry plus the values of the kept ones (for the float32 weights of a transformer at
-``a = 1e-3``, ~9% of the entries: ~12% of the parameters' bytes; never more than one copy).
+entries (the direction) plus one for the simulated chain, and what is kept: three bytes per
+entry that would come back wrong (for the float32 weights of a transformer at ``a = 1e-3``, ~8%
+of the entries: ~6% of the parameters' bytes); nothing with ``backup``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from torchzero_bridge.zeroth_order.common import deferred_interrupts
@@ -34,6 +42,10 @@ __all__ = ["Walk"]
 
 After = Callable[[int, "slice | None", torch.Tensor], object]
 """``after(i, sl, d)``: called on the last pass with tensor ``i``'s piece ``sl`` and its direction."""
+
+Kept = tuple[tuple[torch.Tensor, list[int]] | None, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+"""How a piece comes back: ``((positions, block starts), corrections, far positions, far values)``, or
+``(None, copy, None, None)``."""
 
 
 class Walk:
@@ -46,6 +58,10 @@ class Walk:
         sampler: generates the direction.
         seed: the sample seed of the direction.
         scale: the sampler's scale (see :meth:`DirectionSampler.sphere_scale`).
+        backup: tensors shaped and strided like ``tensors`` that are free until the last pass
+            (an estimator's ``.grad`` with one sample): the start is copied there on the first
+            pass and copied back on the last, instead of simulating the chain and keeping the
+            entries that would come back wrong. ``after`` may then overwrite them.
     """
 
     def __init__(
@@ -56,8 +72,10 @@ class Walk:
         sampler: DirectionSampler,
         seed: int,
         scale: float = 1.0,
+        backup: Sequence[torch.Tensor] | None = None,
     ) -> None:
         self.tensors = list(tensors)
+        self.backup = None if backup is None else list(backup)
         self.steps = [float(a) for a in steps]
         pts = [float(t) for t in points]
         # each pass undoes the previous point's move and makes the next one: a move and its undo
@@ -73,7 +91,7 @@ class Walk:
             self._first.append(sum(self._count))
             self._count.append(0 if t.numel() == 0 else -(-t.numel() // CHUNK) if t.is_contiguous() else 1)
         self._pos = [0] * sum(self._count)  # per piece: moves applied so far
-        self._kept: dict[int, tuple[torch.Tensor | None, torch.Tensor]] = {}
+        self._kept: dict[int, Kept] = {}
         self._blocks: dict[tuple[torch.dtype, str], tuple[torch.Tensor, int]] = {}
         self._entries = sum(t.numel() for t in self.tensors)
 
@@ -132,62 +150,68 @@ class Walk:
             p = piece_of(self.tensors[i], sl)
             a = self.steps[i]
             if step == 0:
-                self._keep(k, p, d, a, scratch)
-            for mv in moves:
-                p.add_(d, alpha=mv * a)
-            if step == last:
-                kept = self._kept.pop(k, None)
-                if kept is not None:
-                    packed, values = kept
-                    if packed is None:
-                        p.copy_(values)
-                    else:
-                        p.masked_scatter_(_unpack(packed, p), values)
+                if self.backup is None:
+                    self._keep(k, p, d, a, scratch)
+                else:
+                    piece_of(self.backup[i], sl).copy_(p)
+            if step == last and self.backup is not None:
+                p.copy_(piece_of(self.backup[i], sl))  # back to the start by copy: no moves to make
+            else:
+                for mv in moves:
+                    p.add_(d, alpha=mv * a)
+                if step == last:
+                    kept = self._kept.pop(k, None)
+                    if kept is not None:
+                        _restore(p, kept)
             self._pos[k] = step + 1
             if after is not None:
                 after(i, sl, d)
 
     def _keep(self, k: int, p: torch.Tensor, d: torch.Tensor, a: float, scratch: list[torch.Tensor | None]) -> None:
-        """Run the whole chain on a copy of piece ``k``; keep the start of every entry it brings back wrong."""
+        """Run the whole chain on a copy of piece ``k``; record how to fix every entry it brings back wrong."""
         if not _dense(p):
             # an irregular layout: the chain on a scratch copy may round differently, so the
             # piece is restored by copy
-            self._kept[k] = (None, p.clone())
+            self._kept[k] = (None, p.clone(), None, None)
             return
+        n = p.numel()
         if p.is_contiguous():
-            sim = _reused(scratch, 0, p.dtype, p.device, p.numel()).view(p.shape)
+            sim = _reused(scratch, 0, p.dtype, p.device, n).view(p.shape)
         else:
             sim = torch.empty_like(p)
         sim.copy_(p)
         for moves in self.moves:
             for mv in moves:
                 sim.add_(d, alpha=mv * a)
-        # scratch reused piece after piece: only what is kept is allocated, so the kept pieces
-        # lie together in memory instead of between freed temporaries
-        padded = -(-p.numel() // _BITS) * _BITS
-        flags = _reused(scratch, 1, torch.bool, p.device, padded)
-        flags[p.numel() :] = False
-        wrong = flags[: p.numel()].view(p.shape)
-        torch.ne(sim, p, out=wrong)
-        count = int(flags.view(torch.uint8).sum(dtype=torch.int32))
+        # the correction of each entry as a difference of bit patterns (zero where the chain comes
+        # back exactly; an integer compare also tells -0.0 from 0.0), written over the simulation
+        ints = _INTS[p.element_size()]
+        diff = sim.view(ints)
+        torch.sub(p.view(ints), diff, out=diff)
+        flags = _reused(scratch, 1, torch.bool, p.device, n)
+        flags.view(p.shape).copy_(diff)  # nonzero -> True
+        pos = _nonzero(flags)
+        count = pos.numel()
         if count == 0:
             return
-        if count * p.element_size() + padded // _BITS >= p.numel() * p.element_size():
-            self._kept[k] = (None, p.clone())  # a mask and the values would cost more than a copy
+        corr = torch.take(diff, pos)
+        far = _far(corr)  # a correction beyond one byte (a far smaller entry, or a sign change)
+        size = p.element_size()
+        if 3 * count + far.numel() * (size + 8) >= n * size:
+            self._kept[k] = (None, p.clone(), None, None)  # positions and corrections would cost more than a copy
             return
-        # eight flag bytes (0/1) as one int64 word; the multiply moves byte i to bit 56 + i with
-        # every other product at its own lower (or overflowing) bit, so the top byte is the
-        # packed mask (bit i = entry i), 40x faster than shifting and summing the bytes
-        words = flags.view(torch.uint8).view(torch.int64)
-        top = _reused(scratch, 2, torch.int64, p.device, words.numel())
-        torch.mul(words, _PACK, out=top).bitwise_right_shift_(56).bitwise_and_(0xFF)
-        packed = self._arena(p.device, torch.uint8, padded // _BITS)
-        packed.copy_(top)
-        index = _reused(scratch, 3, torch.int64, p.device, p.numel())
-        index = torch.nonzero(flags[: p.numel()], out=index.view(-1, 1)[:0]).view(-1)
-        values = self._arena(p.device, p.dtype, count)
-        torch.index_select(p.reshape(-1), 0, index, out=values)
-        self._kept[k] = (packed, values)
+        far_values = None
+        if far.numel():
+            corr[far] = 0
+            far = pos[far]
+            far_values = torch.take(p, far)
+        # positions in 16 bits: the high bits are the block of 2**16 entries, known from where
+        # each block's positions start in the sorted list
+        blocks = list(range(_BLOCK, n, _BLOCK))
+        starts = torch.searchsorted(pos, torch.tensor(blocks, device=pos.device)).tolist() if blocks else []
+        low = self._arena(p.device, torch.int16, count).copy_(pos)
+        small = self._arena(p.device, torch.int8, count).copy_(corr)
+        self._kept[k] = ((low, starts), small, None if far_values is None else far, far_values)
 
     def _arena(self, device: torch.device, dtype: torch.dtype, n: int) -> torch.Tensor:
         """``n`` entries for kept data, cut from blocks of ``4·CHUNK`` bytes (less for small walks).
@@ -222,20 +246,46 @@ def _reused(
     return buf[:n]
 
 
-_BITS = 8
-_PACK = 0x0102040810204080  # sum over i of 2**(56 - 7 i)
-_SPREAD = 0x0101010101010101
-_SELECT = 0x8040201008040201 - (1 << 64)  # byte k = 2**k, as a signed int64
+_BLOCK = 1 << 16  # entries addressed by a 16-bit position
+_SMALL = 127  # the largest correction kept in one byte
+_INTS = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # bit patterns by entry size
 
 
-def _unpack(packed: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The kept entries' mask (packed eight to a byte, bit i = entry i), shaped like ``like``.
+def _restore(p: torch.Tensor, kept: Kept) -> None:
+    """Fix the entries of piece ``p`` that the arithmetic way back brought back wrong."""
+    where, values, far, far_values = kept
+    if where is None:
+        p.copy_(values)
+        return
+    low, starts = where
+    pos = low.to(torch.int64).bitwise_and_(_BLOCK - 1)
+    for first in starts:
+        pos[first:].add_(_BLOCK)  # each block boundary passed adds 2**16
+    ints = _INTS[p.element_size()]
+    if p.is_contiguous():
+        p.view(ints).view(-1).scatter_add_(0, pos, values.to(ints))
+    else:
+        p.view(ints).put_(pos, values.to(ints), accumulate=True)
+    if far is not None and far_values is not None:
+        p.put_(far, far_values)
 
-    Each byte times ``0x0101010101010101`` is copied into all eight bytes of a word (no
-    carries); the mask keeps bit ``k`` in byte ``k``, so byte ``k`` is nonzero iff bit ``k`` is set.
+
+def _nonzero(flags: torch.Tensor) -> torch.Tensor:
+    """Positions (int64) of the true entries of the 1-D bool tensor ``flags``.
+
+    On the CPU through numpy's ``flatnonzero`` (about 3x faster than ``torch.nonzero`` there).
     """
-    words = packed.to(torch.int64).mul_(_SPREAD).bitwise_and_(_SELECT)
-    return words.view(torch.uint8).ne(0)[: like.numel()].view(like.shape)
+    if flags.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(flags.numpy()))
+    return torch.nonzero(flags).view(-1)
+
+
+def _far(corr: torch.Tensor) -> torch.Tensor:
+    """Indices (int64) of the corrections outside ``[-127, 127]``: ``corr + 127`` read unsigned is above 254."""
+    if corr.device.type == "cpu":
+        shifted = corr.numpy() + np.array(_SMALL, dtype=corr.numpy().dtype)
+        return torch.from_numpy(np.flatnonzero(shifted.view(shifted.dtype.str.replace("i", "u")) > 2 * _SMALL))
+    return torch.nonzero((corr > _SMALL) | (corr < -_SMALL)).view(-1)
 
 
 def _dense(t: torch.Tensor) -> bool:

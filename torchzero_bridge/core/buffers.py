@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from types import TracebackType
 from typing import Any
@@ -39,14 +38,12 @@ from typing import Any
 import torch
 from torch.nn.modules.batchnorm import _NormBase
 
-from torchzero_bridge._warn import user_stacklevel
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.errors import RunningStatsWarning
 
 __all__ = ["RunningStatsWatch", "updates_running_stats", "warn_running_stats"]
 
 _warned: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-_SOLVERS = ("torchzero_bridge.", "torch.", "scipy.", "numpy.", "nevergrad.", "optuna.", "cma.")
-"""Modules whose frames the warning skips: it points at the line that called ``step``."""
 
 
 def updates_running_stats(module: torch.nn.Module) -> bool:
@@ -106,11 +103,10 @@ def warn_running_stats(modules: list[torch.nn.Module]) -> None:
     for m in new:
         _warned.add(m)
     names = ", ".join(sorted({type(m).__name__ for m in new}))
-    warnings.warn(
+    warn_user(
         f"{len(new)} module(s) ({names}) ran in training mode while the optimizer evaluated the closure: "
         "their running statistics (running_mean/running_var) are updated at every trial evaluation and no "
         "step restores them. Put the model in eval() while this optimizer runs, or save and reload the "
         "buffers yourself (warned once per module)",
         RunningStatsWarning,
-        stacklevel=user_stacklevel(_SOLVERS),
     )

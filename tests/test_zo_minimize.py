@@ -127,8 +127,13 @@ def test_objective_hess_from_gradient_source(hvp_method: str, runs_per_column: i
     w = torch.tensor([0.3, -0.5, 1.2], dtype=torch.float64, requires_grad=True)
     f = lambda x: (torch.sin(x) * x.roll(1)).sum() + (x**4).sum()  # noqa: E731
     H_true = torch.autograd.functional.hessian(f, w.detach())
-    obj = tzb.Objective(tzb.FlatParams([w]), lambda backward=True: f(w), hvp_method=hvp_method)
-    obj.gradient_source = FDM(formula="central3", h=1e-4).make_scipy_jac(obj)
+    obj = tzb.Objective(
+        tzb.FlatParams([w]),
+        lambda backward=True: f(w),
+        hvp_method=hvp_method,
+        gradient_estimator=FDM(formula="central3", h=1e-4),
+    )
+    assert obj.gradient_source is not None
     x = w.detach().numpy().copy()
     obj.gradient_source(x)  # the solver's gradient at x: 2n runs
     assert obj.nfev == 6

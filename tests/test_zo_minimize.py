@@ -110,8 +110,9 @@ def test_per_group_h_in_wrapper_groups() -> None:
 def test_jac_counts_through_objective_and_caches() -> None:
     w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
     flat = tzb.FlatParams([w])
-    obj = tzb.Objective(flat, lambda backward=True: (w**3).sum())
-    jac = FDM(formula="forward2", h=1e-7).make_scipy_jac(obj)
+    obj = tzb.Objective(flat, lambda backward=True: (w**3).sum(), gradient_estimator=FDM(formula="forward2", h=1e-7))
+    jac = obj.gradient_source  # the estimator's jac behind the objective's memo of its two latest gradients
+    assert jac is not None
     x = np.array([1.0, 2.0, 3.0])
     obj.value(x)  # the solver's own f(x)
     g = jac(x)

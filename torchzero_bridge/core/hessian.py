@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,10 +49,40 @@ if TYPE_CHECKING:
     from torchzero_bridge.core.flat import FlatParams
     from torchzero_bridge.core.record import EvalRecord
 
-__all__ = ["HVP_METHODS", "HessianProducts", "HvpMethod"]
+__all__ = ["HVP_METHODS", "HessianProducts", "HvpMethod", "LatestGradients"]
 
 HVP_METHODS = ("autograd", "forward", "central")
 HvpMethod = Literal["autograd", "forward", "central"]
+
+
+class LatestGradients:
+    """A gradient source ``jac(x)`` that remembers its two most recent gradients.
+
+    A finite-difference Hessian product asks for ``g(x)`` and ``g(x + h v)`` in turn, and
+    ``g(x)`` must survive the probe. Each call returns a new array.
+
+    Example:
+        >>> calls = []
+        >>> g = LatestGradients(lambda x: calls.append(1) or 2 * x)
+        >>> g(np.ones(2)).tolist(), g(np.zeros(2)).tolist(), g(np.ones(2)).tolist(), len(calls)
+        ([2.0, 2.0], [0.0, 0.0], [2.0, 2.0], 2)
+    """
+
+    def __init__(self, jac: Callable[..., np.ndarray]) -> None:
+        self.jac = jac
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def __call__(self, x: np.ndarray, *args: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        key = x.tobytes()
+        cache = self._cache
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            cache[key] = np.array(self.jac(x, *args), dtype=np.float64)
+            if len(cache) > 2:
+                cache.popitem(last=False)
+        return cache[key].copy()
 
 
 class HessianProducts:

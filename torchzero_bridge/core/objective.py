@@ -47,7 +47,7 @@ import numpy as np
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.closure import ClosureAdapter
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.hessian import HVP_METHODS, HessianProducts, HvpMethod
+from torchzero_bridge.core.hessian import HVP_METHODS, HessianProducts, HvpMethod, LatestGradients
 from torchzero_bridge.core.point import Point
 from torchzero_bridge.core.record import NONFINITE_POLICIES, EvalRecord, NonFinitePolicy, StopSolve
 from torchzero_bridge.errors import MissingGradientError
@@ -120,7 +120,9 @@ class Objective(HessianProducts):
         self._diff_idx = [i for i, p in enumerate(flat.params) if p.requires_grad]
         self._diff_params = [flat.params[i] for i in self._diff_idx]
         self._choose_hvp(hvp_method, uses_hessian)
-        self.gradient_source = None if gradient_estimator is None else gradient_estimator.make_scipy_jac(self)
+        self.gradient_source: Callable[..., np.ndarray] | None = None
+        if gradient_estimator is not None:
+            self.gradient_source = LatestGradients(gradient_estimator.make_scipy_jac(self))
         flat.silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
 
     # ------------------------------------------------------------------ counters and best point

@@ -107,6 +107,8 @@ class EvalRecord:
             (relative to its largest magnitude) of it is added (solvers that map the start
             through their own scaling evaluate it up to rounding).
         state: the dict the numbers live in (a fresh :func:`new_state` by default).
+        quiet: the owner reports non-finite losses itself, once per step
+            (:func:`warn_nonfinite_step`); the record only counts them.
 
     Attributes:
         ngev: gradients a solver asked for.
@@ -129,6 +131,7 @@ class EvalRecord:
         on_evals: Callable[[np.ndarray], None] | None = None,
         start: np.ndarray | None = None,
         state: dict[str, Any] | None = None,
+        quiet: bool = False,
     ) -> None:
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}")
@@ -142,7 +145,7 @@ class EvalRecord:
         self.ngev = 0
         self.nhev = 0
         self.n_nonfinite = 0
-        self._warned = False
+        self._warned = quiet
         self._start = None if start is None or start.size == 0 else start
         self.start_seen = start is not None and start.size == 0
         if self._start is not None:
@@ -265,6 +268,10 @@ class EvalRecord:
         if self.nonfinite == "raise":
             raise FloatingPointError(f"the closure returned a non-finite loss ({f})")
         return math.inf if self.nonfinite == "inf" else f
+
+    def worst_if_nonfinite(self, f: float) -> float:
+        """``f``, or ``+inf`` when it is not finite: how a trial's loss ranks when it is only compared."""
+        return f if math.isfinite(f) else math.inf
 
     def treat_gradient(self, g: np.ndarray | None) -> np.ndarray | None:
         """The gradient a solver sees at a point of non-finite loss: zeros under ``"inf"``, else ``g``."""

@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -234,5 +233,4 @@ class CountedClosure:
     def __call__(self) -> float:
         record = self.record
         record.state["nfev"] += 1  # a run that raises still counts
-        value = self.adapter.value()
-        return value if math.isfinite(value) else record.treat(value)
+        return record.seen(self.adapter.value())

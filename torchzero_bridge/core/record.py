@@ -242,6 +242,10 @@ class EvalRecord:
     def count(self, f: float) -> float:
         """Count one closure run whose point is not offered as the best (apply the policy); return the loss seen."""
         self.state["nfev"] += 1
+        return self.seen(f)
+
+    def seen(self, f: float) -> float:
+        """The loss the solver sees for a run already counted: ``f``, or the policy's answer when not finite."""
         return f if math.isfinite(f) else self.treat(f)
 
     def improves(self, f: float, *, ties: bool = False) -> bool:

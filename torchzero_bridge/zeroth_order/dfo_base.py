@@ -328,10 +328,10 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         if X.shape[0] == 0:
             return torch.empty(0, dtype=torch.float64)
         if self._batch is not None:
-            f = np.array(self._batch.evaluate(space.flat, X), dtype=np.float64)
-            if self._evals.add_many(f, lambda i: X[i].clone(), ties=ties) >= 0:
+            losses = np.array(self._batch.evaluate(space.flat, X), dtype=np.float64)
+            if self._evals.add_many(losses, lambda i: X[i].clone(), ties=ties) >= 0:
                 self._at_best = False  # a batched pass does not touch the parameters
-            return torch.from_numpy(f)
+            return torch.from_numpy(losses)
         st = self._dfo_state()
         before = st["best_x"]
         f = torch.tensor([self._evaluate(space, X[k], ties=ties) for k in range(X.shape[0])], dtype=torch.float64)

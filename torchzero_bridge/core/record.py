@@ -46,6 +46,7 @@ __all__ = [
     "NonFinitePolicy",
     "StopSolve",
     "new_state",
+    "warn_nonfinite",
     "warn_nonfinite_step",
 ]
 
@@ -75,6 +76,15 @@ def new_state() -> dict[str, Any]:
     return {"best_x": None, "best_f": math.inf, "nfev": 0}
 
 
+def warn_nonfinite(message: str) -> None:
+    """Raise ``message`` as a :class:`~torchzero_bridge.errors.NonFiniteLossWarning` at the user's line.
+
+    The one place this warning is issued (the policy's warning, the per-step one of gradient
+    estimators, a chain's skipped stages).
+    """
+    warn_user(message, NonFiniteLossWarning)
+
+
 def warn_nonfinite_step(owner: str, count: int, consequence: str = "no update was applied") -> None:
     """Warn that ``count`` evaluations of this step returned a non-finite loss (gradient estimators).
 
@@ -86,10 +96,9 @@ def warn_nonfinite_step(owner: str, count: int, consequence: str = "no update wa
         >>> "SPSA: the closure returned a non-finite loss in 2 evaluation(s)" in str(w[0].message)
         True
     """
-    warn_user(
+    warn_nonfinite(
         f"{owner}: the closure returned a non-finite loss in {count} evaluation(s) of this step; the "
-        f"estimate is not trustworthy, so {consequence}",
-        NonFiniteLossWarning,
+        f"estimate is not trustworthy, so {consequence}"
     )
 
 
@@ -264,10 +273,9 @@ class EvalRecord:
         if not self._warned:
             self._warned = True
             who = f"{self.owner}: " if self.owner else ""
-            warn_user(
+            warn_nonfinite(
                 f"{who}the closure returned a non-finite loss ({f}); such points are never kept as the "
-                f"answer (nonfinite={self.nonfinite!r})",
-                NonFiniteLossWarning,
+                f"answer (nonfinite={self.nonfinite!r})"
             )
         if self.nonfinite == "raise":
             raise FloatingPointError(f"the closure returned a non-finite loss ({f})")

@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_groups_disjoint
-from torchzero_bridge.errors import NonFiniteLossWarning
+from torchzero_bridge.core.record import warn_nonfinite
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import (
@@ -198,11 +197,9 @@ class GradChain(ExtraStateMixin, SkipsFrozen, torch.optim.Optimizer):
             if i == 0:
                 loss = out
             if i < last and not _trustworthy(stage, out if i == 0 else None, params):
-                warnings.warn(
+                warn_nonfinite(
                     f"GradChain: optimizers[{i}] ({type(stage).__name__}) produced a non-finite loss or update; "
-                    "the later stages were skipped and the parameters left as they were",
-                    NonFiniteLossWarning,
-                    stacklevel=2,
+                    "the later stages were skipped and the parameters left as they were"
                 )
                 for p in params:
                     p.grad = None

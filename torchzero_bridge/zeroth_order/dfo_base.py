@@ -201,12 +201,14 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         self._at_best = True
         self._evals.attach(st)
         try:  # every write of the answer is inside: an interrupt never leaves a trial point
-            with self._evals.restoring(lambda best: write_best(space, best)):
-                self._sync_incumbent(space, st)
-                if not st.get("converged", False):
-                    self._step(space, st)
-                if not self._at_best:
-                    write_best(space, st["best_x"])
+            self._sync_incumbent(space, st)
+            if not st.get("converged", False):
+                self._step(space, st)
+            if not self._at_best:
+                write_best(space, st["best_x"])
+        except BaseException:
+            self._evals.restore(lambda best: write_best(space, best))
+            raise
         finally:
             self._value = None
             self._batch = None

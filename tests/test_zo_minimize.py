@@ -110,8 +110,9 @@ def test_per_group_h_in_wrapper_groups() -> None:
 def test_jac_counts_through_objective_and_caches() -> None:
     w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
     flat = tzb.FlatParams([w])
-    obj = tzb.Objective(flat, lambda backward=True: (w**3).sum())
-    jac = FDM(formula="forward2", h=1e-7).make_scipy_jac(obj)
+    obj = tzb.Objective(flat, lambda backward=True: (w**3).sum(), gradient_estimator=FDM(formula="forward2", h=1e-7))
+    jac = obj.gradient_source  # the estimator's jac behind the objective's memo of its two latest gradients
+    assert jac is not None
     x = np.array([1.0, 2.0, 3.0])
     obj.value(x)  # the solver's own f(x)
     g = jac(x)
@@ -127,8 +128,13 @@ def test_objective_hess_from_gradient_source(hvp_method: str, runs_per_column: i
     w = torch.tensor([0.3, -0.5, 1.2], dtype=torch.float64, requires_grad=True)
     f = lambda x: (torch.sin(x) * x.roll(1)).sum() + (x**4).sum()  # noqa: E731
     H_true = torch.autograd.functional.hessian(f, w.detach())
-    obj = tzb.Objective(tzb.FlatParams([w]), lambda backward=True: f(w), hvp_method=hvp_method)
-    obj.gradient_source = FDM(formula="central3", h=1e-4).make_scipy_jac(obj)
+    obj = tzb.Objective(
+        tzb.FlatParams([w]),
+        lambda backward=True: f(w),
+        hvp_method=hvp_method,
+        gradient_estimator=FDM(formula="central3", h=1e-4),
+    )
+    assert obj.gradient_source is not None
     x = w.detach().numpy().copy()
     obj.gradient_source(x)  # the solver's gradient at x: 2n runs
     assert obj.nfev == 6

@@ -43,7 +43,7 @@ from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective, StopSolve
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.progress import Progress
-from torchzero_bridge.core.start import StartWatch, note
+from torchzero_bridge.core.start import note
 from torchzero_bridge.core.state import StatefulOptimizer, from_plain, to_plain
 from torchzero_bridge.core.threads import ThreadsSpec, check_threads, limit_threads
 
@@ -174,6 +174,7 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
         x0 = flat.read()
         deadline = None if self.timeout is None else time.perf_counter() + self.timeout
         bar = Progress(self.progress, desc=type(self).__name__)
+        best_of_run = self._answer_is_best()
         objective = Objective(
             flat,
             closure,
@@ -182,19 +183,16 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
             on_eval=bar.update,
             on_evals=bar.update_many,
             nonfinite=self.nonfinite,
+            start=x0 if best_of_run else None,
             **self._objective_options(),
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
-        watch = StartWatch(objective, x0) if self._answer_is_best() else None
-        if watch is not None:
-            objective.on_eval = watch.chain(objective.on_eval)
         try:  # the answer's write is inside too: an interrupt never leaves a trial point
             try:
                 with limit_threads(self.threads):
                     result = self._solve(ctx)
-                    if watch is not None:
-                        result["start_fun"] = self._start_loss(ctx, watch)
-                        result["start_evaluated"] = watch.evaluated
+                    if best_of_run:
+                        result["start_fun"], result["start_evaluated"] = self._start_loss(ctx)
             except StopSolve as stop:
                 result = self._best_result(ctx, stop.reason)
             self.result = result
@@ -254,29 +252,29 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
             self._best_x, self._best_f = x, float(best["f"])
 
     # ------------------------------------------------------------------ best over the optimizer's life
-    def _start_loss(self, ctx: SolveContext, watch: StartWatch) -> float | None:
+    def _start_loss(self, ctx: SolveContext) -> tuple[float | None, bool]:
         """The loss at the step's start point, evaluating it once only when nothing else knows it.
 
-        ``None`` when the start need not count: it lies outside the bounds, or it was
-        evaluated during the run (then the best point seen is at least as good).
+        Returns ``(loss, whether this evaluated it)``; the loss is ``None`` when the start need
+        not count: it lies outside the bounds, or it was evaluated during the run (then the best
+        point seen is at least as good).
         """
         x0, obj = ctx.x0, ctx.objective
         box = ctx.flat.bounds(getattr(self, "flat_bounds", None))
         if box is not None and bool(np.any((x0 < box[0]) | (x0 > box[1]))):
-            return None
+            return None, False
         known = obj.value_at(x0)
         if known is not None:
-            return known
-        if watch.seen:
-            return None
+            return known, False
+        if obj.record.start_seen:
+            return None, False
         if self._best_x is not None and np.array_equal(self._best_x, x0):
-            return self._best_f  # the previous step ended here
+            return self._best_f, False  # the previous step ended here
         try:
             f = obj.value(x0)
         except StopSolve:  # out of time: the start simply does not compete
-            return None
-        watch.evaluated = True
-        return f
+            return None, False
+        return f, True
 
     def _best_of_life(
         self, ctx: SolveContext, result: OptimizeResult, x: np.ndarray, fun: float

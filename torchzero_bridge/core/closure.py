@@ -35,9 +35,24 @@ from typing import Any
 import torch
 
 from torchzero_bridge.core.buffers import RunningStatsWatch, warn_running_stats
+from torchzero_bridge.core.record import EvalRecord
 from torchzero_bridge.errors import ClosureError
 
-__all__ = ["ClosureAdapter", "accepts_backward", "loss_to_float"]
+__all__ = ["ClosureAdapter", "CountedClosure", "accepts_backward", "loss_to_float", "require_closure"]
+
+
+def require_closure(closure: Callable[..., Any] | None, owner: str) -> Callable[..., Any]:
+    """Return ``closure`` or raise a ``TypeError`` naming ``owner`` when it is missing.
+
+    Example:
+        >>> require_closure(None, "SPSA")
+        Traceback (most recent call last):
+        ...
+        TypeError: SPSA.step() needs a closure that re-evaluates the model and returns the loss
+    """
+    if closure is None:
+        raise TypeError(f"{owner}.step() needs a closure that re-evaluates the model and returns the loss")
+    return closure
 
 
 def accepts_backward(closure: Callable[..., Any]) -> bool:
@@ -137,6 +152,40 @@ class ClosureAdapter:
             warn_running_stats(watch.found)
         return value
 
+    def loss_tensor(self) -> Any:
+        """The loss as the closure returns it, no backward pass, in the current grad mode.
+
+        ``.loss(model)`` for a closure object, else ``closure(backward=False)`` (forward-mode AD
+        reads the tangent of this value).
+        """
+        if self.is_object:
+            return self.closure.loss(self.closure.model)  # type: ignore[attr-defined]
+        return self.closure(backward=False)
+
+    def observed(self, on_loss: Callable[[Any], None]) -> Callable[..., Any]:
+        """A closure of the same convention that runs this one and hands each loss to ``on_loss``.
+
+        For optimizers stepped by the library with the user's closure (a swarm's members): every
+        run they make is seen. ``backward`` is passed on when the closure accepts it.
+        """
+        closure = self.closure
+
+        if self.accepts_backward:
+
+            def with_backward(backward: bool = True) -> Any:
+                loss = closure(backward=backward)
+                on_loss(loss)
+                return loss
+
+            return with_backward
+
+        def plain() -> Any:
+            loss = closure()
+            on_loss(loss)
+            return loss
+
+        return plain
+
     def graph(self) -> torch.Tensor:
         """The loss tensor with its autograd graph, no backward pass run.
 
@@ -160,3 +209,43 @@ class ClosureAdapter:
                 "gradient or Hessian can be computed"
             )
         return loss
+
+
+class CountedClosure:
+    """Loss-only calls into a closure, each counted in an :class:`~torchzero_bridge.core.record.EvalRecord`.
+
+    Each call runs the closure once like :meth:`ClosureAdapter.value` and counts it (a run
+    that raises counts too); a non-finite loss goes through the record's policy (by default
+    ``"pass"``, counted and returned unchanged: gradient estimators report it once per step).
+
+    Args:
+        closure: the user's closure; ``None`` raises the :func:`require_closure` error.
+        owner: class name used in messages.
+        record: the record to count in (default: a fresh quiet one with policy ``"pass"``).
+
+    Example:
+        >>> import torch
+        >>> w = torch.ones(2)
+        >>> f = CountedClosure(lambda backward=True: (w ** 2).sum(), "demo")
+        >>> f(), f.count, f.nonfinite
+        (2.0, 1, 0)
+    """
+
+    def __init__(self, closure: Callable[..., Any] | None, owner: str, record: EvalRecord | None = None) -> None:
+        self.adapter = ClosureAdapter(require_closure(closure, owner))
+        self.record = EvalRecord(owner, nonfinite="pass", quiet=True) if record is None else record
+
+    @property
+    def count(self) -> int:
+        """Closure runs so far (including one that raised)."""
+        return self.record.nfev
+
+    @property
+    def nonfinite(self) -> int:
+        """How many of them returned NaN or infinity."""
+        return self.record.n_nonfinite
+
+    def __call__(self) -> float:
+        record = self.record
+        record.state["nfev"] += 1  # a run that raises still counts
+        return record.seen(self.adapter.value())

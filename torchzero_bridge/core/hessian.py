@@ -7,8 +7,11 @@ Three strategies, chosen once per objective (``hvp_method``):
   evaluation while a Hessian method runs); a gngdb-style closure object is called for the
   value and gradient, and the graph is built from its ``.loss(model)`` only at points where a
   product is asked for.
-* ``"forward"``/``"central"``: finite differences of gradients (autograd closure runs, or a
-  gradient estimator's ``jac`` set as the objective's ``gradient_source``).
+* ``"forward"``/``"central"``: finite differences of gradients (autograd closure runs, or the
+  gradients of the estimator the objective was constructed with, its ``gradient_source``).
+
+The strategy is chosen here once, when the objective is built: ``"autograd"`` for a closure
+that cannot give its loss with a graph falls back to ``"central"`` with a warning.
 
 Example:
     >>> import numpy as np, torch
@@ -29,20 +32,57 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
+from torchzero_bridge._warn import user_stacklevel
 from torchzero_bridge.core.closure import loss_to_float
 from torchzero_bridge.core.point import Point
 
 if TYPE_CHECKING:
     from torchzero_bridge.core.closure import ClosureAdapter
     from torchzero_bridge.core.flat import FlatParams
+    from torchzero_bridge.core.record import EvalRecord
 
-__all__ = ["HessianProducts"]
+__all__ = ["HVP_METHODS", "HessianProducts", "HvpMethod", "LatestGradients"]
+
+HVP_METHODS = ("autograd", "forward", "central")
+HvpMethod = Literal["autograd", "forward", "central"]
+
+
+class LatestGradients:
+    """A gradient source ``jac(x)`` that remembers its two most recent gradients.
+
+    A finite-difference Hessian product asks for ``g(x)`` and ``g(x + h v)`` in turn, and
+    ``g(x)`` must survive the probe. Each call returns a new array.
+
+    Example:
+        >>> calls = []
+        >>> g = LatestGradients(lambda x: calls.append(1) or 2 * x)
+        >>> g(np.ones(2)).tolist(), g(np.zeros(2)).tolist(), g(np.ones(2)).tolist(), len(calls)
+        ([2.0, 2.0], [0.0, 0.0], [2.0, 2.0], 2)
+    """
+
+    def __init__(self, jac: Callable[..., np.ndarray]) -> None:
+        self.jac = jac
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    def __call__(self, x: np.ndarray, *args: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        key = x.tobytes()
+        cache = self._cache
+        if key in cache:
+            cache.move_to_end(key)
+        else:
+            cache[key] = np.array(self.jac(x, *args), dtype=np.float64)
+            if len(cache) > 2:
+                cache.popitem(last=False)
+        return cache[key].copy()
 
 
 class HessianProducts:
@@ -50,11 +90,9 @@ class HessianProducts:
 
     flat: FlatParams
     adapter: ClosureAdapter
-    hvp_method: str
-    nfev: int
-    ngev: int
-    nhev: int
-    nonfinite: str
+    record: EvalRecord
+    hvp_method: HvpMethod
+    graph_grads: bool
     _silent: bool
     gradient_source: Callable[[np.ndarray], np.ndarray] | None
     _diff_idx: list[int]
@@ -62,19 +100,34 @@ class HessianProducts:
 
     if TYPE_CHECKING:  # provided by Objective
 
-        @property
-        def best_f(self) -> float: ...
-        def check_deadline(self) -> None: ...
         def _evaluate(self, x: Any, need_grad: bool, graph: bool = False, optional: bool = False) -> Point: ...
         def _collect_grad(self, required: bool = True) -> np.ndarray | None: ...
-        def _set_best(self, e: Point) -> None: ...
+        def _drop_graph_of(self, old: Point | None) -> None: ...
         def _copy_to_free(self, x: np.ndarray) -> np.ndarray: ...
-        def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]: ...
+
+    def _choose_hvp(self, hvp_method: str, uses_hessian: bool) -> None:
+        """Fix the product strategy once (``adapter`` must be set); see the module docstring.
+
+        Raises:
+            ValueError: unknown ``hvp_method``.
+        """
+        if hvp_method not in HVP_METHODS:
+            raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
+        if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
+            warnings.warn(
+                "exact Hessian-vector products need a closure that accepts `backward` "
+                "(def closure(backward=True)) or a closure object with .model and .loss(model); "
+                "this closure has neither, so hvp_method='central' finite differences are used",
+                stacklevel=user_stacklevel(),
+            )
+            hvp_method = "central"
+        self.hvp_method = hvp_method  # type: ignore[assignment]
+        self.graph_grads = uses_hessian and hvp_method == "autograd" and not self.adapter.is_object
 
     def hessp(self, x: np.ndarray, p: np.ndarray, *args: Any) -> np.ndarray:
         """Hessian at ``x`` times vector ``p``."""
         p = np.asarray(p, dtype=np.float64).reshape(-1)
-        self.nhev += 1
+        self.record.nhev += 1
         if self.hvp_method == "autograd":
             return self._graph_hvp(self._graph_point(x), p)
         return self._fd_hvp(np.asarray(x, dtype=np.float64), p)
@@ -84,20 +137,21 @@ class HessianProducts:
         n = self.flat.n
         if self.hvp_method == "autograd":
             e = self._graph_point(x)
-            self.nhev += 1
+            self.record.nhev += 1
             H = self._graph_hess(e)
         else:
             H = np.empty((n, n))
             xx = np.asarray(x, dtype=np.float64)
             unit = np.zeros(n)
-            self.nhev += 1
+            self.record.nhev += 1
             for i in range(n):
                 unit[i] = 1.0
                 H[:, i] = self._fd_hvp(xx, unit)
                 unit[i] = 0.0
             H = 0.5 * (H + H.T)
-        if not np.all(np.isfinite(H)) and self.nonfinite != "pass":  # the non-finite policy covers it too
-            if self.nonfinite == "raise":
+        policy = self.record.nonfinite
+        if not np.all(np.isfinite(H)) and policy != "pass":  # the non-finite policy covers it too
+            if policy == "raise":
                 raise FloatingPointError("the Hessian at the point is not finite")
             H = np.zeros_like(H)  # "inf": like the zero gradient at a non-finite loss
         return H
@@ -195,7 +249,7 @@ class HessianProducts:
         source = self.gradient_source
         probe = self._grad_probe if source is None else source
         if source is not None:
-            self.ngev += 1 if self.hvp_method == "forward" else 2  # the estimator's gradients at the probes
+            self.record.ngev += 1 if self.hvp_method == "forward" else 2  # the estimator's gradients at the probes
         if self.hvp_method == "forward":
             h = math.sqrt(self.flat.eps) * (1.0 + xnorm) / vnorm
             g0 = self._evaluate(x, True).g if source is None else source(x)  # the solver's own, not counted
@@ -208,14 +262,18 @@ class HessianProducts:
 
     def _grad_probe(self, y: np.ndarray) -> np.ndarray:
         """Gradient at a finite-difference probe point, outside the memo."""
-        self.check_deadline()
+        record = self.record
+        record.check_deadline()
         self.flat.write(y, silent=self._silent)
         f = self.adapter.value_and_backward()
-        self.nfev += 1
-        self.ngev += 1
+        record.nfev += 1
+        record.ngev += 1
         g: np.ndarray | None = self._collect_grad()
         if not math.isfinite(f):
-            f, g = self._nonfinite(f, g, y)  # "raise" raises; "inf" gives a zero gradient
-        elif f < self.best_f:
-            self._set_best(Point(self._copy_to_free(y), f, g, None))
+            record.treat(f)  # "raise" raises
+            g = record.treat_gradient(g)  # "inf": a zero gradient
+        elif record.improves(f):
+            old = record.state["best_x"]
+            record.keep(Point(self._copy_to_free(y), f, g, None), f)
+            self._drop_graph_of(old)
         return g  # type: ignore[return-value]

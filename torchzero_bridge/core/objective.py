@@ -5,13 +5,15 @@ at the same point runs the closure once. Counters mean what scipy's mean: ``nfev
 closure runs, ``ngev`` the gradients a solver asked for (each call of :meth:`grad` or
 :meth:`fun_and_grad`, as scipy counts ``njev``; finite-difference Hessian products count the
 gradients they take at their probes), ``nhev`` the Hessian(-vector) products. A gradient
-computed along with a value that no solver asked for is not counted. The best finite point
-seen is kept so an interrupted solve can restore it.
+computed along with a value that no solver asked for is not counted. Counters, the best
+finite point, the non-finite policy, the deadline and progress are kept in one
+:class:`~torchzero_bridge.core.record.EvalRecord` (:attr:`Objective.record`).
 
-:meth:`Objective.fun` computes the gradient along with the value only while a gradient
-solver runs (:meth:`Objective.expect_gradients`); global solvers switch this on for their
-local searches only, so value-only evaluations (annealing visits, sampling points,
-population members) run no backward pass.
+A solver is handed the method that fits it, chosen once: :meth:`Objective.fun` (value with
+the gradient computed along, for gradient solvers), :meth:`Objective.value` (value only), or
+:meth:`Objective.global_fun` for a global solver whose local searches use exact gradients:
+value-only (annealing visits, sampling points, population members run no backward pass)
+except inside ``with objective.local_search():``.
 
 Hessian-vector products (``hvp_method``: ``"autograd"``, ``"forward"``, ``"central"``) are
 described in :mod:`torchzero_bridge.core.hessian`.
@@ -35,40 +37,22 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.closure import ClosureAdapter
 from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.hessian import HessianProducts
+from torchzero_bridge.core.hessian import HVP_METHODS, HessianProducts, HvpMethod, LatestGradients
 from torchzero_bridge.core.point import Point
-from torchzero_bridge.errors import MissingGradientError, NonFiniteLossWarning
+from torchzero_bridge.core.record import NONFINITE_POLICIES, EvalRecord, NonFinitePolicy, StopSolve
+from torchzero_bridge.errors import MissingGradientError
 
-__all__ = ["HVP_METHODS", "NONFINITE_POLICIES", "Objective", "StopSolve"]
-
-HVP_METHODS = ("autograd", "forward", "central")
-NONFINITE_POLICIES = ("inf", "raise", "pass")
-
-HvpMethod = Literal["autograd", "forward", "central"]
-NonFinitePolicy = Literal["inf", "raise", "pass"]
-
-
-class StopSolve(Exception):
-    """Raised inside a solve to end it cleanly (timeout, a callback asking to stop).
-
-    Args:
-        reason: the message put into ``result.message``.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["HVP_METHODS", "NONFINITE_POLICIES", "NonFinitePolicy", "Objective", "StopSolve"]
 
 
 class Objective(HessianProducts):
@@ -77,18 +61,27 @@ class Objective(HessianProducts):
     Args:
         flat: the parameter layout.
         closure: the user's closure (plain, ``backward``-aware, or gngdb-style object).
-        hvp_method: how Hessian-vector products are formed (see module docstring).
+        hvp_method: how Hessian-vector products are formed (see :mod:`~torchzero_bridge.core.hessian`).
         uses_hessian: the solver will ask for ``hessp``/``hess``; with
             ``hvp_method="autograd"`` every gradient evaluation then keeps its graph so
             products at that point need no second closure run.
+        gradient_estimator: a gradient estimator (anything with ``make_scipy_jac``) whose
+            gradients the solver uses: :attr:`gradient_source` is built from it, evaluating
+            through :meth:`value`, and finite-difference Hessian products difference it.
         nonfinite: what the solver sees when the loss is NaN or infinite: ``"inf"``
             (default) reports ``+inf`` so line searches back off, ``"raise"`` raises
             ``FloatingPointError``, ``"pass"`` hands the value through unchanged.
         deadline: ``time.perf_counter()`` value after which evaluations raise
             :class:`StopSolve`.
+        timeout: the timeout in seconds (for the stop message).
         on_eval: called with each new loss value (progress bars, logging).
         on_evals: called once with all the losses of a batched evaluation (:meth:`values`)
             when they are all finite, instead of ``on_eval`` once per row.
+        start: the solve's start point; ``record.start_seen`` says whether the solver evaluated it.
+
+    Attributes:
+        record: the :class:`~torchzero_bridge.core.record.EvalRecord` of this solve.
+        gradient_source: ``g(x)`` from ``gradient_estimator`` (``None`` without one).
 
     Raises:
         ValueError: unknown ``hvp_method`` or ``nonfinite``.
@@ -101,77 +94,101 @@ class Objective(HessianProducts):
         *,
         hvp_method: HvpMethod = "autograd",
         uses_hessian: bool = False,
+        gradient_estimator: Any = None,
         nonfinite: NonFinitePolicy = "inf",
         deadline: float | None = None,
         timeout: float | None = None,
         on_eval: Callable[[float], None] | None = None,
         on_evals: Callable[[np.ndarray], None] | None = None,
+        start: np.ndarray | None = None,
     ) -> None:
-        if hvp_method not in HVP_METHODS:
-            raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
-        if nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.record = EvalRecord(
+            nonfinite=nonfinite,
+            deadline=deadline,
+            timeout=timeout,
+            on_eval=on_eval,
+            on_evals=on_evals,
+            start=start,
+        )
         self.flat = flat
         self.adapter = ClosureAdapter(closure)
         self.batch: BatchObjective | None = closure if isinstance(closure, BatchObjective) else None
-        if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
-            warn_user(
-                "exact Hessian-vector products need a closure that accepts `backward` "
-                "(def closure(backward=True)) or a closure object with .model and .loss(model); "
-                "this closure has neither, so hvp_method='central' finite differences are used"
-            )
-            hvp_method = "central"
-        self.hvp_method: HvpMethod = hvp_method
-        self.graph_grads = uses_hessian and hvp_method == "autograd" and not self.adapter.is_object
-        self._want_grad = uses_hessian
+        self._in_local = False
         self._silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
-        self.nonfinite = nonfinite
-        self.deadline = deadline
-        self.timeout = timeout
-        self.on_eval = on_eval
-        self.on_evals = on_evals
-
-        self.nfev = 0
-        self.ngev = 0
-        self.nhev = 0
-        self.n_nonfinite = 0
-
         n = flat.n
         self._pool = [np.empty(n) for _ in range(_MEMO_SIZE + 2)]
         self._memo: list[Point] = []  # most recently used first
-        self._best: Point | None = None
         self._diff_idx = [i for i, p in enumerate(flat.params) if p.requires_grad]
         self._diff_params = [flat.params[i] for i in self._diff_idx]
+        self._choose_hvp(hvp_method, uses_hessian)
+        self.gradient_source: Callable[..., np.ndarray] | None = None
+        if gradient_estimator is not None:
+            self.gradient_source = LatestGradients(gradient_estimator.make_scipy_jac(self))
 
-    # ------------------------------------------------------------------ best point
+    # ------------------------------------------------------------------ counters and best point
+    @property
+    def nfev(self) -> int:
+        """Closure runs so far."""
+        return self.record.nfev
+
+    @property
+    def ngev(self) -> int:
+        """Gradients the solver asked for."""
+        return self.record.ngev
+
+    @property
+    def nhev(self) -> int:
+        """Hessian(-vector) products the solver asked for."""
+        return self.record.nhev
+
+    @property
+    def n_nonfinite(self) -> int:
+        """Non-finite losses seen."""
+        return self.record.n_nonfinite
+
+    @property
+    def nonfinite(self) -> NonFinitePolicy:
+        """The non-finite policy."""
+        return self.record.nonfinite
+
     @property
     def best_x(self) -> np.ndarray | None:
         """The best finite point seen (``None`` before any finite loss)."""
-        return None if self._best is None else self._best.x
+        b: Point | None = self.record.best_x
+        return None if b is None else b.x
 
     @property
     def best_f(self) -> float:
         """The loss at :attr:`best_x` (``inf`` before any finite loss)."""
-        return math.inf if self._best is None else self._best.f
-
-    @property
-    def best_g(self) -> np.ndarray | None:
-        """The gradient at :attr:`best_x`, when one was computed there."""
-        return None if self._best is None else self._best.g
+        return self.record.best_f
 
     # ------------------------------------------------------------------ scipy-facing API
     def fun(self, x: np.ndarray, *args: Any) -> float:
-        """Loss at ``x`` (computes the gradient too while a gradient solver runs, see :meth:`expect_gradients`)."""
-        return self._evaluate(x, self._want_grad).f
+        """Loss at ``x``, computing the gradient along (``fun`` then ``grad`` at one point run the closure once)."""
+        return self._evaluate(x, True).f
+
+    def global_fun(self, x: np.ndarray, *args: Any) -> float:
+        """Loss at ``x``: value-only, except inside :meth:`local_search` with exact gradients (then as :meth:`fun`)."""
+        return self._evaluate(x, self._in_local).f
+
+    @contextlib.contextmanager
+    def local_search(self, exact: bool = True) -> Iterator[None]:
+        """A global solver's local search: :meth:`global_fun` computes gradients along while it runs (``exact``)."""
+        before = self._in_local
+        self._in_local = exact
+        try:
+            yield
+        finally:
+            self._in_local = before
 
     def grad(self, x: np.ndarray, *args: Any) -> np.ndarray:
         """Gradient at ``x`` as a new float64 vector."""
-        self.ngev += 1
+        self.record.ngev += 1
         return self._evaluate(x, True).g  # type: ignore[return-value]
 
     def fun_and_grad(self, x: np.ndarray, *args: Any) -> tuple[float, np.ndarray]:
         """``(loss, gradient)`` at ``x`` from one closure run."""
-        self.ngev += 1
+        self.record.ngev += 1
         e = self._evaluate(x, True)
         return e.f, e.g  # type: ignore[return-value]
 
@@ -183,18 +200,19 @@ class Objective(HessianProducts):
         """
         e = self._evaluate(x, True, optional=True)
         if e.g is not None:
-            self.ngev += 1
+            self.record.ngev += 1
         return e.f, e.g
 
     def count_gradients(self, n: int) -> None:
         """Add ``n`` gradients a solver computed itself (finite differences, a user's ``jac``) to ``ngev``."""
-        self.ngev += int(n)
+        self.record.ngev += int(n)
 
     def counted(self, jac: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         """``jac`` with every call counted in ``ngev`` (a gradient estimator handed to a solver)."""
+        record = self.record
 
         def counted_jac(x: np.ndarray, *args: Any) -> np.ndarray:
-            self.ngev += 1
+            record.ngev += 1
             return jac(x, *args)
 
         return counted_jac
@@ -215,49 +233,14 @@ class Objective(HessianProducts):
             raise ValueError(f"X: expected shape (pop, {self.flat.n}), got {X.shape}")
         if self.batch is None:
             return np.array([self.value(x) for x in X])
-        self.check_deadline()
+        self.record.check_deadline()
         f = self.batch.evaluate(self.flat, X)
-        self.nfev += len(f)
-        if len(f) and (self.on_eval is None or self.on_evals is not None) and bool(np.isfinite(f).all()):
-            # all finite: the row loop below would end at the first smallest row, if it beats the best
-            i = int(np.argmin(f))
-            if f[i] < self.best_f:
-                self._set_best(Point(self._copy_to_free(X[i]), float(f[i]), None, None))
-            if self.on_evals is not None:
-                self.on_evals(f)
-            return f
-        for i in range(len(f)):
-            fi = float(f[i])
-            if not math.isfinite(fi):
-                f[i], _ = self._nonfinite(fi, None, X[i])
-            elif fi < self.best_f:
-                self._set_best(Point(self._copy_to_free(X[i]), fi, None, None))
-            if self.on_eval is not None:
-                self.on_eval(float(f[i]))
+        old = self.record.best_x
+        if self.record.add_many(f, lambda i: Point(self._copy_to_free(X[i]), float(f[i]), None, None)) >= 0:
+            self._drop_graph_of(old)
         return f
 
-    _want_grad = False
-
-    gradient_source: Callable[[np.ndarray], np.ndarray] | None = None
-    """Optional ``g(x)`` used instead of autograd by the finite-difference Hessian-vector
-    products (``hvp_method`` ``"forward"``/``"central"``); it should evaluate through
-    :meth:`value` so its closure runs are counted."""
-
-    def expect_gradients(self, flag: bool = True) -> None:
-        """Make :meth:`fun` compute the gradient along with the value (gradient solvers), or stop it."""
-        self._want_grad = flag
-
-    @property
-    def expects_gradients(self) -> bool:
-        """Whether :meth:`fun` computes the gradient along with the value."""
-        return self._want_grad
-
     # ------------------------------------------------------------------ state
-    @property
-    def last_x(self) -> np.ndarray | None:
-        """The most recently evaluated point (read-only view)."""
-        return self._memo[0].x if self._memo else None
-
     def gradient_at(self, x: np.ndarray) -> np.ndarray | None:
         """The gradient already computed at ``x`` (last or best point), else ``None``."""
         e = self._find(np.asarray(x, dtype=np.float64).reshape(-1))
@@ -270,12 +253,11 @@ class Objective(HessianProducts):
 
     def check_deadline(self) -> None:
         """Raise :class:`StopSolve` once the timeout has passed."""
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise StopSolve(f"timeout: stopped after {self.timeout} s")
+        self.record.check_deadline()
 
     def release(self) -> None:
         """Drop the kept autograd graphs (frees memory after a solve); writes bump versions again."""
-        for e in [*self._memo, self._best]:
+        for e in [*self._memo, self.record.best_x]:
             if e is not None:
                 e.graph = None
         self._silent = False
@@ -289,7 +271,7 @@ class Objective(HessianProducts):
                 if i:
                     memo.insert(0, memo.pop(i))  # least recently used goes first
                 return e
-        b = self._best
+        b: Point | None = self.record.state["best_x"]
         if b is not None and first == b.first and np.array_equal(x, b.x):
             return b
         return None
@@ -306,7 +288,8 @@ class Objective(HessianProducts):
             and (not graph or e.graph is not None)
         ):
             return e
-        self.check_deadline()
+        record = self.record
+        record.check_deadline()
         buf = self._free_buffer()
         self.flat.write_keeping(x, buf, silent=self._silent)
         gr = None
@@ -321,38 +304,37 @@ class Objective(HessianProducts):
         else:
             f = self.adapter.value()
             g = None
-        self.nfev += 1
         e = Point(buf, f, g, gr)
         e.gradless = gradless
         e.version = self.flat.version
+        old = record.state["best_x"]
+        seen, better = record.add(buf, f, keep=e)
         if not math.isfinite(f):
-            e.f, e.g = self._nonfinite(f, g, buf)
-        elif f < self.best_f:
-            self._set_best(e)
+            e.f, e.g = seen, record.treat_gradient(g)
+        elif better:
+            self._drop_graph_of(old)
         self._remember(e)
-        if self.on_eval is not None:
-            self.on_eval(e.f)
         return e
 
     def _remember(self, e: Point) -> None:
         self._memo.insert(0, e)
         if len(self._memo) > _MEMO_SIZE:
             old = self._memo.pop()
-            if old is not self._best:
+            if old is not self.record.state["best_x"]:
                 old.graph = None  # graphs are kept for memoized points and the best one only
 
-    def _set_best(self, e: Point) -> None:
-        old = self._best
+    def _drop_graph_of(self, old: Point | None) -> None:
+        """``old`` was the best point and no longer is: drop its graph unless the memo still holds it."""
         if old is not None and not any(old is m for m in self._memo):
             old.graph = None
-        self._best = e
 
     def _free_buffer(self) -> np.ndarray:
         """A pooled buffer no remembered point uses."""
         memo = self._memo  # at most _MEMO_SIZE == 2 entries
         m0 = memo[0].x if memo else None
         m1 = memo[1].x if len(memo) > 1 else None
-        bx = None if self._best is None else self._best.x
+        best = self.record.state["best_x"]
+        bx = None if best is None else best.x
         for b in self._pool:
             if b is not m0 and b is not m1 and b is not bx:
                 return b
@@ -365,7 +347,7 @@ class Objective(HessianProducts):
 
     def _collect_grad(self, required: bool = True) -> np.ndarray | None:
         # gradients still referenced by remembered points must never be written to again
-        memo, b = self._memo, self._best
+        memo, b = self._memo, self.record.state["best_x"]
         held = [e.g for e in memo] + ([] if b is None else [b.g])
         g = self.flat.take_grad(held)
         if g is not None:
@@ -379,20 +361,6 @@ class Objective(HessianProducts):
                 "when backward=True); for derivative-free methods pass jac=False"
             )
         return np.zeros(self.flat.n)
-
-    def _nonfinite(self, f: float, g: np.ndarray | None, x: np.ndarray) -> tuple[float, np.ndarray | None]:
-        self.n_nonfinite += 1
-        if self.n_nonfinite == 1:
-            warn_user(
-                f"the closure returned a non-finite loss ({f}); such points are never kept as the "
-                f"answer (nonfinite={self.nonfinite!r})",
-                NonFiniteLossWarning,
-            )
-        if self.nonfinite == "raise":
-            raise FloatingPointError(f"the closure returned a non-finite loss ({f})")
-        if self.nonfinite == "inf":
-            return math.inf, (None if g is None else np.zeros_like(g))
-        return f, g
 
 
 _MEMO_SIZE = 2  # points remembered besides the best one (a trust-region iterate and its trial)

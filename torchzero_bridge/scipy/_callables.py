@@ -29,6 +29,7 @@ from torchzero_bridge.scipy.methods import CUSTOM, MethodInfo, known_options, me
 __all__ = [
     "ARG_KEYS",
     "builtin_hessian",
+    "estimator_of",
     "minimize_callables",
     "resolve_jac",
     "solver_counts_gradients",
@@ -105,8 +106,9 @@ def minimize_callables(
     """The ``fun`` and the derivative keywords (``jac``/``hess``/``hessp``/``options``) for ``minimize``.
 
     Exact gradients come from the memoized ``objective`` (one closure run per point for value
-    and gradient); second derivatives from its Hessian-vector products when the method takes
-    them and the user gave none.
+    and gradient); an estimator ``jac`` from the estimator the objective was constructed with
+    (``gradient_estimator=``, see :func:`estimator_of`); second derivatives from its
+    Hessian-vector products when the method takes them and the user gave none.
 
     Args:
         args: normalized ``minimize`` arguments.
@@ -135,16 +137,16 @@ def minimize_callables(
 
     jac_kind = resolve_jac(args.get("jac", "auto"), info)
     if jac_kind == "exact":
-        objective.expect_gradients()
         fun: Callable[..., float] = objective.fun
         kwargs["jac"] = objective.grad
     elif jac_kind == "none":
         fun = objective.value
     elif jac_kind == "estimator":
         fun = objective.value
-        estimate = args["jac"].make_scipy_jac(objective)
+        estimate = objective.gradient_source  # built from the estimator when the objective was
+        if estimate is None:
+            raise ValueError("jac: a gradient estimator must be given to the Objective (gradient_estimator=)")
         kwargs["jac"] = objective.counted(estimate)  # each gradient the solver asks for counts in njev
-        objective.gradient_source = estimate  # finite-difference Hessian products difference these
     else:  # "2-point", "3-point", callable, or scipy's default finite differences
         fun = objective.value
         kwargs["jac"] = None if jac_kind == "scipy-default" else args["jac"]
@@ -200,6 +202,20 @@ def solver_counts_gradients(jac_kind: str) -> bool:
         (True, False)
     """
     return jac_kind in ("2-point", "3-point", "scipy-default", "callable")
+
+
+def estimator_of(args: Mapping[str, Any] | None, info: MethodInfo | None) -> Any:
+    """The gradient estimator given as ``jac`` (for the objective's constructor), else ``None``.
+
+    Example:
+        >>> from torchzero_bridge.scipy.methods import method_info
+        >>> estimator_of({"method": "BFGS", "jac": True}, method_info("BFGS")) is None
+        True
+    """
+    if args is None or info is None:
+        return None
+    jac = args.get("jac", "auto")
+    return jac if resolve_jac(jac, info) == "estimator" else None
 
 
 def resolve_jac(jac: Any, info: MethodInfo) -> str:

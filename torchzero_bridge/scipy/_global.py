@@ -38,6 +38,7 @@ from torchzero_bridge.scipy._callables import (
     _resolve_method,
     _validate_jac,
     builtin_hessian,
+    estimator_of,
     warn_unused_hvp_method,
 )
 from torchzero_bridge.scipy._local import local_box, local_minimizer, require_bounds
@@ -250,7 +251,11 @@ class GlobalWrapper(BridgeOptimizer):
             and self.local_info is not None
             and builtin_hessian(self.local_args, self.local_info) is not None
         )
-        return {"hvp_method": self.hvp_method, "uses_hessian": uses_hessian}
+        return {
+            "hvp_method": self.hvp_method,
+            "uses_hessian": uses_hessian,
+            "gradient_estimator": estimator_of(self.local_args, self.local_info),
+        }
 
     def _answer_is_best(self) -> bool:
         return True

@@ -175,9 +175,7 @@ class LocalMethod(str):
     ) -> OptimizeResult:
         tol = options.pop("tol", None)  # minimize moves `tol` into a custom method's options
         obj = self.objective
-        before = obj.expects_gradients
-        obj.expect_gradients(self.exact)
-        try:
+        with obj.local_search(self.exact):
             res = minimize(
                 fun,
                 x0,
@@ -192,8 +190,6 @@ class LocalMethod(str):
                 callback=callback,
                 options=options,
             )
-        finally:
-            obj.expect_gradients(before)
         if self.counts_gradients:
             obj.count_gradients(int(res.get("njev", 0)))
         return res
@@ -239,12 +235,13 @@ def local_minimizer(
         >>> w = torch.zeros(2, requires_grad=True)
         >>> flat = FlatParams([w])
         >>> fun, kw = local_minimizer({"method": "BFGS"}, method_info("BFGS"), Objective(flat, lambda: w.sum()), flat)
-        >>> kw["method"], kw["jac"] == fun.__self__.grad, fun.__self__.expects_gradients
-        ('BFGS', True, False)
+        >>> kw["method"], kw["jac"] == fun.__self__.grad, fun == fun.__self__.global_fun
+        ('BFGS', True, True)
     """
     fun, kwargs = minimize_callables(args, info, objective, flat)
     jac_kind = resolve_jac(args.get("jac", "auto"), info)
-    objective.expect_gradients(False)  # value-only outside the local searches
+    if jac_kind == "exact":
+        fun = objective.global_fun  # value-only outside the local searches
     jac = kwargs.get("jac")
     kwargs["method"] = LocalMethod(
         "_custom" if info is CUSTOM else info.name,

@@ -42,6 +42,7 @@ from torchzero_bridge.scipy._callables import (
     _resolve_method,
     _validate_jac,
     builtin_hessian,
+    estimator_of,
     minimize_callables,
     resolve_jac,
     solver_counts_gradients,
@@ -190,6 +191,7 @@ class MinimizeWrapper(BridgeOptimizer):
         return {
             "hvp_method": self.hvp_method,
             "uses_hessian": self._builtin_hessian() is not None,
+            "gradient_estimator": estimator_of(self.minimizer_args, self.info),
         }
 
     def _builtin_hessian(self) -> str | None:

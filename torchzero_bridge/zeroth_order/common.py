@@ -1,30 +1,29 @@
-"""Shared pieces of the native torch zeroth-order optimizers: seeding and closure calls.
+"""Shared pieces of the native torch zeroth-order optimizers: seeding and interrupt-safe moves.
+
+Closures are called only through :mod:`torchzero_bridge.core.closure`.
 
 Example:
     >>> import torch
-    >>> from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
+    >>> from torchzero_bridge.zeroth_order.common import SeededRNG
     >>> rng = SeededRNG(seed=0)
     >>> a = torch.randn(3, generator=rng.get(torch.device("cpu")))
-    >>> w = torch.ones(2, requires_grad=True)
-    >>> CountedClosure(lambda backward=True: (w ** 2).sum(), "demo")()
-    2.0
+    >>> a.shape
+    torch.Size([3])
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from torchzero_bridge._checks import check_seed
-from torchzero_bridge.core.closure import ClosureAdapter
 
-__all__ = ["CountedClosure", "SeededRNG", "deferred_interrupts", "require_closure"]
+__all__ = ["SeededRNG", "deferred_interrupts"]
 
 
 class SeededRNG:
@@ -67,48 +66,6 @@ class SeededRNG:
         self.seed = int(state["seed"])
         for key, st in state.get("states", {}).items():
             self.get(key).set_state(st)
-
-
-def require_closure(closure: Callable[..., Any] | None, owner: str) -> Callable[..., Any]:
-    """Return ``closure`` or raise a ``TypeError`` naming ``owner`` when it is missing."""
-    if closure is None:
-        raise TypeError(f"{owner}.step() needs a closure that re-evaluates the model and returns the loss")
-    return closure
-
-
-class CountedClosure:
-    """Loss-only calls into a closure, counted, with non-finite losses recorded.
-
-    Each call runs the closure once, loss only (``closure(backward=False)`` under ``no_grad``
-    when accepted, else ``closure()``); the closure is inspected only once.
-
-    Args:
-        closure: the user's closure; ``None`` raises the :func:`require_closure` error.
-        owner: class name used in that error.
-
-    Attributes:
-        count: closure runs so far (including one that raised).
-        nonfinite: how many of them returned NaN or infinity.
-
-    Example:
-        >>> import torch
-        >>> w = torch.ones(2)
-        >>> f = CountedClosure(lambda backward=True: (w ** 2).sum(), "demo")
-        >>> f(), f.count
-        (2.0, 1)
-    """
-
-    def __init__(self, closure: Callable[..., Any] | None, owner: str) -> None:
-        self.adapter = ClosureAdapter(require_closure(closure, owner))
-        self.count = 0
-        self.nonfinite = 0
-
-    def __call__(self) -> float:
-        self.count += 1  # a run that raises still counts
-        value = self.adapter.value()
-        if not math.isfinite(value):
-            self.nonfinite += 1
-        return value
 
 
 @contextlib.contextmanager

@@ -37,17 +37,20 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.batch import BatchObjective
+from torchzero_bridge.core.closure import ClosureAdapter, require_closure
 from torchzero_bridge.core.device import INTEGER_OPTIMIZERS, FlatSpace
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.groups import signature
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
+from torchzero_bridge.core.record import EvalRecord, new_state
 from torchzero_bridge.core.state import StatefulOptimizer
-from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
+from torchzero_bridge.errors import ConvergedWarning
+from torchzero_bridge.zeroth_order.common import SeededRNG
 from torchzero_bridge.zeroth_order.space import to_device, warn_ignored, write_best
 
 __all__ = ["INTEGER_OPTIMIZERS", "DerivativeFreeOptimizer", "FlatSpace", "warn_ignored"]
@@ -136,12 +139,11 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
                 "pass a generator for the parameters' device"
             )
         self.rng = SeededRNG(seed, generator)
-        self._value: Callable[[], float] | None = None
-        self._closure: Callable[..., Any] | None = None
-        self._value_fn: Callable[[], float] | None = None
+        self._evals = EvalRecord(type(self).__name__)  # warns once per optimizer; numbers in the saved state
+        self._value: Callable[[], float] | None = None  # the closure's loss, only inside step()
+        self._adapter: ClosureAdapter | None = None
         self._batch: BatchObjective | None = None
         self._at_best = True  # the parameters hold the incumbent
-        self._warned_nonfinite = False
 
     # ------------------------------------------------------------------ public
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -194,11 +196,12 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         closure = require_closure(closure, type(self).__name__)
         space = self._space()
         st = self._dfo_state()
-        if self._closure is not closure:
-            self._closure, self._value_fn = closure, CountedClosure(closure, type(self).__name__)
-        self._value = self._value_fn
+        if self._adapter is None or self._adapter.closure is not closure:
+            self._adapter = ClosureAdapter(closure)
+        self._value = self._adapter.value
         self._batch = closure if isinstance(closure, BatchObjective) else None
         self._at_best = True
+        self._evals.attach(st)
         try:  # every write of the answer is inside: an interrupt never leaves a trial point
             self._sync_incumbent(space, st)
             if not st.get("converged", False):
@@ -206,8 +209,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
             if not self._at_best:
                 write_best(space, st["best_x"])
         except BaseException:
-            if st["best_x"] is not None:
-                write_best(space, st["best_x"])
+            self._evals.restore(lambda best: write_best(space, best))
             raise
         finally:
             self._value = None
@@ -278,7 +280,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
     def _dfo_state(self) -> dict[str, Any]:
         st = self._method_state
         if st is None:
-            st = self._method_state = {"best_x": None, "best_f": math.inf, "nfev": 0, "steps": 0}
+            st = self._method_state = {**new_state(), "steps": 0}
         return st
 
     def _evaluate(self, space: FlatSpace, x: torch.Tensor, *, ties: bool = False) -> float:
@@ -293,12 +295,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         assert self._value is not None, "_evaluate is only valid inside step()"
         space.write(x)
         self._at_best = False
-        f = self._finite(self._value())
-        st = self._dfo_state()
-        st["nfev"] += 1
-        if f < st["best_f"] or (ties and f == st["best_f"] < math.inf):  # a non-finite loss never wins a tie
-            st["best_x"], st["best_f"] = x, f
-            self._at_best = True
+        f, self._at_best = self._evals.add(x, self._value(), ties=ties)
         return f
 
     def _evaluate_many(self, space: FlatSpace, X: torch.Tensor, *, ties: bool = False) -> torch.Tensor:
@@ -311,20 +308,10 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if X.shape[0] == 0:
             return torch.empty(0, dtype=torch.float64)
         if self._batch is not None:
-            f = torch.as_tensor(self._batch.evaluate(space.flat, X), dtype=torch.float64)
-            st = self._dfo_state()
-            st["nfev"] += X.shape[0]
-            bad = ~torch.isfinite(f)
-            if bool(bad.any()):
-                self._finite(math.nan)
-                f[bad] = math.inf
-            i = int(torch.argmin(f))
-            if ties:  # like one-by-one evaluation: the last of equal losses wins
-                i = int(torch.nonzero(f == f[i])[-1])
-            if f[i] < st["best_f"] or (ties and float(f[i]) == st["best_f"] < math.inf):
-                st["best_x"], st["best_f"] = X[i].clone(), float(f[i])
+            losses = np.array(self._batch.evaluate(space.flat, X), dtype=np.float64)
+            if self._evals.add_many(losses, lambda i: X[i].clone(), ties=ties) >= 0:
                 self._at_best = False  # a batched pass does not touch the parameters
-            return f
+            return torch.from_numpy(losses)
         st = self._dfo_state()
         before = st["best_x"]
         f = torch.tensor([self._evaluate(space, X[k], ties=ties) for k in range(X.shape[0])], dtype=torch.float64)
@@ -332,26 +319,11 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
             st["best_x"] = st["best_x"].clone()
         return f
 
-    def _record(self, space: FlatSpace, f: float) -> float:
-        """Count a closure run made by someone else at the parameters' current value (see swarms)."""
-        x = space.read()
-        st = self._dfo_state()
-        st["nfev"] += 1
-        f = self._finite(f)
-        self._at_best = False
-        if f < st["best_f"]:
-            st["best_x"], st["best_f"] = x, f
-            self._at_best = True
+    def _record_run(self, space: FlatSpace, f: float) -> float:
+        """Record a closure run made by someone else at the parameters' current value (see swarms)."""
+        f, better = self._evals.add(space.read(), f)
+        self._at_best = better
         return f
-
-    def _finite(self, f: float) -> float:
-        if math.isfinite(f):
-            return f
-        if not self._warned_nonfinite:
-            self._warned_nonfinite = True
-            what = f"{type(self).__name__}: the closure returned a non-finite loss ({f});"
-            warn_user(f"{what} such points are treated as +inf and never kept", NonFiniteLossWarning)
-        return math.inf
 
     # ------------------------------------------------------------------ internals
     def _sync_incumbent(self, space: FlatSpace, st: dict[str, Any]) -> None:
@@ -360,7 +332,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if best is not None and best.shape == x.shape and torch.equal(best, x):
             if self.stochastic and not st.get("converged", False):  # the incumbent's loss on this batch
                 assert self._value is not None
-                st["best_f"], st["nfev"] = self._finite(self._value()), st["nfev"] + 1
+                st["best_f"] = self._evals.count(self._value())
                 self._refresh(space, st, st["best_f"])
             return
         st.pop("converged", None)
@@ -372,7 +344,6 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if px is not x and not torch.equal(px, x):
             space.write(px)
         assert self._value is not None
-        f = self._finite(self._value())
-        st["nfev"] += 1
-        st["best_x"], st["best_f"] = px, f
+        f = self._evals.count(self._value())
+        self._evals.keep(px, f)
         self._restart(space, st, px, f)

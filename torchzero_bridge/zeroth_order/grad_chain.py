@@ -27,11 +27,10 @@ from typing import Any
 
 import torch
 
-from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_groups_disjoint, require_floating
+from torchzero_bridge.core.record import warn_nonfinite
 from torchzero_bridge.core.state import StatefulOptimizer
-from torchzero_bridge.errors import NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.dfo_base import warn_ignored
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import (
@@ -202,10 +201,9 @@ class GradChain(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             if i == 0:
                 loss = out
             if i < last and not _trustworthy(stage, out if i == 0 else None, params):
-                warn_user(
+                warn_nonfinite(
                     f"GradChain: optimizers[{i}] ({type(stage).__name__}) produced a non-finite loss or update; "
-                    "the later stages were skipped and the parameters left as they were",
-                    NonFiniteLossWarning,
+                    "the later stages were skipped and the parameters left as they were"
                 )
                 for p in params:
                     p.grad = None

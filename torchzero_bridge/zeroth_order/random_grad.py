@@ -21,11 +21,13 @@ import torch
 
 from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge._warn import warn_user
+from torchzero_bridge.core.closure import CountedClosure
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds, require_floating
+from torchzero_bridge.core.record import warn_nonfinite_step
 from torchzero_bridge.core.state import StatefulOptimizer
-from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
+from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.zeroth_order.common import SeededRNG
 from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.estimators.walk import Walk
@@ -170,12 +172,8 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         reals = [torch.view_as_real(p) if p.is_complex() else p for p in tensors]
         lrs = [float(g["lr"]) for g in self.param_groups for _ in g["params"]]
         f0 = f()
-        if not math.isfinite(f0):
-            warn_user(
-                f"RandomGrad: the closure returned a non-finite loss ({f0}) at the current point; no update was "
-                "applied",
-                NonFiniteLossWarning,
-            )
+        if f.nonfinite:
+            warn_nonfinite_step("RandomGrad", f.nonfinite, f"no update was applied (f(x) = {f0})")
             return f0, False
         best_seed: int | None = None
         best_f = math.inf
@@ -188,7 +186,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
                 value = f()
             finally:
                 walk.finish()
-            value = value if math.isfinite(value) else math.inf
+            value = f.record.worst_if_nonfinite(value)  # a non-finite trial counts as a rise
             if best_seed is None or value < best_f:
                 best_seed, best_f = seed, value
         sign = 1.0 if best_f > f0 else -1.0  # rose: +d; otherwise -d

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive, check_real
-from torchzero_bridge.core.closure import accepts_backward, loss_to_float
+from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
@@ -182,18 +182,11 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         user = self._user_closure
         assert user is not None, "only valid inside step()"
 
-        def seen(loss: Any) -> Any:
-            f = self._record(space, loss_to_float(loss))
+        def seen(loss: Any) -> None:
+            f = self._record_run(space, loss_to_float(loss))
             self._member_best = min(self._member_best, f)
-            return loss
 
-        if accepts_backward(user):
-
-            def closure(backward: bool = True) -> Any:
-                return seen(user(backward=backward))
-
-            return closure
-        return lambda: seen(user())
+        return ClosureAdapter(user).observed(seen)
 
     def _replace_laggards(self, space: FlatSpace, st: dict[str, Any]) -> None:
         fitness, behind, X = st["fitness"], st["behind"], st["positions"]

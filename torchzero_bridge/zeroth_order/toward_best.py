@@ -20,8 +20,7 @@ from typing import Any
 import torch
 
 from torchzero_bridge._checks import check_positive
-from torchzero_bridge._warn import warn_user
-from torchzero_bridge.errors import NonFiniteLossWarning
+from torchzero_bridge.core.record import warn_nonfinite
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
 from torchzero_bridge.zeroth_order.wrapped import InnerStepWrapper
@@ -91,10 +90,9 @@ class MomentumToBest(InnerStepWrapper):
                 self._put(x0)
                 for p in self._tensors():
                     p.grad = None
-                warn_user(
+                warn_nonfinite(
                     f"MomentumToBest: a non-finite loss ({f0}) or update; the parameters stay where the step "
-                    "started and .grad is cleared",
-                    NonFiniteLossWarning,
+                    "started and .grad is cleared"
                 )
                 return f0
             if f0 < self.best_loss:

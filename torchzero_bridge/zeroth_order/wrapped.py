@@ -24,11 +24,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from torchzero_bridge.core.closure import ClosureAdapter, accepts_backward, loss_to_float
+from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float, require_closure
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, check_groups_disjoint, require_floating
 from torchzero_bridge.core.state import StatefulOptimizer
-from torchzero_bridge.zeroth_order.common import require_closure
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
@@ -37,19 +36,11 @@ __all__ = ["InnerStepWrapper", "counting_closure"]
 
 def counting_closure(closure: Callable[..., Any], calls: list[int]) -> Callable[..., Any]:
     """``closure`` with the same ``backward`` convention, adding one to ``calls[0]`` per run."""
-    if accepts_backward(closure):
 
-        def counted(backward: bool = True) -> Any:
-            calls[0] += 1
-            return closure(backward=backward)
-
-        return counted
-
-    def counted_plain() -> Any:
+    def count(_loss: Any) -> None:
         calls[0] += 1
-        return closure()
 
-    return counted_plain
+    return ClosureAdapter(closure).observed(count)
 
 
 class InnerStepWrapper(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):

@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -45,11 +44,13 @@ import torch
 
 from torchzero_bridge._checks import check_positive
 from torchzero_bridge._warn import warn_user
+from torchzero_bridge.core.closure import CountedClosure
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import check_added_group, clamp_to_group_bounds, require_floating
+from torchzero_bridge.core.record import warn_nonfinite_step
 from torchzero_bridge.core.state import StatefulOptimizer
-from torchzero_bridge.errors import IgnoredOptionWarning, NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG
+from torchzero_bridge.errors import IgnoredOptionWarning
+from torchzero_bridge.zeroth_order.common import SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
 __all__ = ["Block", "GradientEstimator", "ParamsArg"]
@@ -202,11 +203,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         """
         loss = self.estimate(closure)
         if self._last_nonfinite:
-            warn_user(
-                f"{type(self).__name__}: the closure returned a non-finite loss in {self._last_nonfinite} "
-                "evaluation(s) of this step; the estimate is not trustworthy, so no update was applied",
-                NonFiniteLossWarning,
-            )
+            warn_nonfinite_step(type(self).__name__, self._last_nonfinite)
             for group in self.param_groups:  # and no non-finite estimate is left in .grad
                 for p in group["params"]:
                     p.grad = None
@@ -269,8 +266,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         probe is an ``objective.value`` call, so evaluations are counted in ``nfev``, the
         best point is tracked, and ``f(x)`` already computed by the solver is reused from the
         objective's memo (``forward2``: ``n`` new runs per gradient, like scipy's ``"2-point"``).
-        The two most recent gradients are cached, so asking again at one of those points runs
-        nothing (finite-difference Hessian products alternate between ``x`` and probes).
+        The objective remembers the two most recent gradients (its ``gradient_source``).
 
         Args:
             objective: a :class:`~torchzero_bridge.Objective`.
@@ -284,26 +280,15 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             if b > a:
                 h = check_positive(group.get("h", self.defaults.get("h", 1.0)), "h", type(self).__name__)
                 blocks.append(Block([xt[a:b]], [gt[a:b]], h, [xt[a:b]]))
-        # the two most recent gradients: a finite-difference Hessian product asks for g(x) and
-        # g(x + h v) in turn, and g(x) must survive the probe
-        cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
 
         def f() -> float:
             return float(objective.value(x_np))
 
         def jac(x: np.ndarray, *args: Any) -> np.ndarray:
-            x = np.asarray(x, dtype=np.float64).reshape(-1)
-            key = x.tobytes()
-            if key in cache:
-                cache.move_to_end(key)
-                return cache[key].copy()
-            xt.copy_(torch.from_numpy(x))
+            xt.copy_(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1)))
             with torch.no_grad():
                 self._estimate(f, blocks)
-            cache[key] = gt.numpy().copy()
-            if len(cache) > 2:
-                cache.popitem(last=False)
-            return cache[key].copy()
+            return gt.numpy().copy()
 
         return jac
 

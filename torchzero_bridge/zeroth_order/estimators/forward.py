@@ -23,9 +23,8 @@ import torch.autograd.forward_ad as fwAD
 
 from torchzero_bridge._checks import check_int
 from torchzero_bridge._preload import preload
-from torchzero_bridge.core.closure import loss_to_float
+from torchzero_bridge.core.closure import ClosureAdapter, CountedClosure, loss_to_float
 from torchzero_bridge.errors import ClosureError
-from torchzero_bridge.zeroth_order.common import CountedClosure
 from torchzero_bridge.zeroth_order.directions import DirectionSampler
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
@@ -123,9 +122,7 @@ class ForwardGradient(GradientEstimator):
         for k in range(self.n_samples):
             dirs = self.sampler.sample(self._draw_seed(), reals)
             value, deriv = _jvp(adapter, tensors, dirs)
-            f.count += 1
-            if not (math.isfinite(value) and math.isfinite(deriv)):
-                f.nonfinite += 1
+            f.record.count(value if math.isfinite(deriv) else math.nan)  # a non-finite derivative counts too
             if k == 0:
                 loss = value
             for g, d in zip(grads, dirs):
@@ -136,16 +133,13 @@ class ForwardGradient(GradientEstimator):
         return loss
 
 
-def _jvp(adapter: Any, tensors: list[torch.Tensor], dirs: list[torch.Tensor]) -> tuple[float, float]:
+def _jvp(adapter: ClosureAdapter, tensors: list[torch.Tensor], dirs: list[torch.Tensor]) -> tuple[float, float]:
     """``(f(x), ∇f(x)·d)`` from one forward pass with dual parameters."""
     with fwAD.dual_level(), torch.no_grad():
         for t, d in zip(tensors, dirs):
             tangent = torch.view_as_complex(d) if t.is_complex() else d
             t.copy_(fwAD.make_dual(t.detach(), tangent))
-        if adapter.is_object:
-            out = adapter.closure.loss(adapter.closure.model)
-        else:
-            out = adapter.closure(backward=False)
+        out = adapter.loss_tensor()
         if not isinstance(out, torch.Tensor):
             raise ClosureError(
                 f"ForwardGradient needs the closure to return a tensor loss computed from the parameters; "

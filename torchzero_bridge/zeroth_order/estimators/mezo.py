@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from torchzero_bridge._warn import warn_user
+from torchzero_bridge.core.closure import CountedClosure
 from torchzero_bridge.core.param_checks import clamp_to_group_bounds
-from torchzero_bridge.errors import NonFiniteLossWarning
-from torchzero_bridge.zeroth_order.common import CountedClosure, deferred_interrupts
+from torchzero_bridge.core.record import warn_nonfinite_step
+from torchzero_bridge.zeroth_order.common import deferred_interrupts
 from torchzero_bridge.zeroth_order.directions import piece_of
 from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.estimators.randomized import RandomizedFDM
@@ -195,11 +195,7 @@ class MeZO(RandomizedFDM):
             self.nfev += f.count
             self._last_nonfinite = f.nonfinite
         if f.nonfinite:
-            warn_user(
-                f"MeZO: the closure returned a non-finite loss in {f.nonfinite} evaluation(s) of this step; the "
-                "estimate is not trustworthy, so no update was applied",
-                NonFiniteLossWarning,
-            )
+            warn_nonfinite_step("MeZO", f.nonfinite)
         return torch.tensor(loss, dtype=torch.float64)
 
     def _samples(

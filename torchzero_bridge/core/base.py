@@ -182,6 +182,7 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
             on_eval=bar.update,
             on_evals=bar.update_many,
             nonfinite=self.nonfinite,
+            population=self._population(closure, flat),
             **self._objective_options(),  # type: ignore[arg-type]
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
@@ -241,6 +242,15 @@ class BridgeOptimizer(SkipsFrozen, GroupOptionsChecked):
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
         """Run the solver; return its ``OptimizeResult`` (``x``, ``fun``, ``success``...)."""
         raise NotImplementedError
+
+    def _population(self, closure: Callable[..., Any], flat: FlatParams) -> Any:
+        """Where populations are evaluated: a :class:`RemoteEvaluator` when the wrapper has an executor."""
+        executor = getattr(self, "executor", None)
+        if executor is None:
+            return None
+        from torchzero_bridge.core.remote import RemoteEvaluator
+
+        return RemoteEvaluator(executor, closure, flat)
 
     def _objective_options(self) -> dict[str, Any]:
         """Keyword arguments for the :class:`Objective` (``hvp_method``, ``uses_hessian``)."""

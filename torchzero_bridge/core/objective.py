@@ -89,6 +89,8 @@ class Objective(HessianProducts):
         on_eval: called with each new loss value (progress bars, logging).
         on_evals: called once with all the losses of a batched evaluation (:meth:`values`)
             when they are all finite, instead of ``on_eval`` once per row.
+        population: what evaluates populations for :meth:`values` instead of the closure
+            (an object with ``evaluate(flat, X)``, e.g. a ``RemoteEvaluator`` on an executor).
 
     Raises:
         ValueError: unknown ``hvp_method`` or ``nonfinite``.
@@ -106,6 +108,7 @@ class Objective(HessianProducts):
         timeout: float | None = None,
         on_eval: Callable[[float], None] | None = None,
         on_evals: Callable[[np.ndarray], None] | None = None,
+        population: Any = None,
     ) -> None:
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
@@ -113,7 +116,9 @@ class Objective(HessianProducts):
             raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {nonfinite!r}")
         self.flat = flat
         self.adapter = ClosureAdapter(closure)
-        self.batch: BatchObjective | None = closure if isinstance(closure, BatchObjective) else None
+        # populations: evaluated elsewhere (an executor), else by a BatchObjective closure, else row by row
+        own = closure if isinstance(closure, BatchObjective) else None
+        self.batch: Any = population if population is not None else own
         if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
             warnings.warn(
                 "exact Hessian-vector products need a closure that accepts `backward` "

@@ -198,6 +198,33 @@ def test_nevergrad_one_worker_ignores_the_executor() -> None:
     assert opt.executor is None
 
 
+def _population_run(cls: Any, executor: Any, source: str) -> tuple[list[float], float, int]:
+    model, X, y, _, _ = _problem()
+    closure: Any = (
+        tzb.BatchObjective(model, mse, X, y, chunk_size=3) if source == "batch" else _closure_for(model, X, y)
+    )
+    size = {"n_particles": 9} if cls is tzb.ParticleSwarm else {"n_offspring": 9}
+    opt = cls(model.parameters(), **size, seed=4, executor=executor)
+    for _ in range(5):
+        loss = float(opt.step(closure))
+    return [float(v) for p in model.parameters() for v in p.detach().reshape(-1)], loss, opt.nfev
+
+
+@pytest.mark.parametrize("source", ["batch", "closure"])
+@pytest.mark.parametrize("cls", [tzb.ParticleSwarm, tzb.EvolutionStrategy], ids=lambda c: c.__name__)
+def test_particle_swarm_and_evolution_strategy_on_dask_equal_the_serial_run(
+    cls: Any, source: str, dask_client: Any
+) -> None:
+    assert _population_run(cls, dask_client, source) == _population_run(cls, None, source)
+
+
+def test_a_population_method_on_a_thread_pool_equals_the_serial_run() -> None:
+    with ThreadPoolExecutor(2) as pool:
+        assert _population_run(tzb.ParticleSwarm, pool, "closure") == _population_run(
+            tzb.ParticleSwarm, None, "closure"
+        )
+
+
 def test_dask_reruns_the_chunk_of_a_killed_worker(dask_client: Any, tmp_path: Any) -> None:
     """A worker that dies mid-population (SIGKILL) loses nothing: its chunk runs elsewhere."""
     model, X, y, flat, P = _problem()

@@ -43,6 +43,7 @@ import torch
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
+from torchzero_bridge.core.remote import RemoteEvaluator
 from torchzero_bridge.core.state import check_plain
 from torchzero_bridge.errors import ConvergedWarning, NonFiniteLossWarning
 from torchzero_bridge.zeroth_order.common import CountedClosure, SeededRNG, require_closure
@@ -146,7 +147,8 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         self._value: Callable[[], float] | None = None
         self._closure: Callable[..., Any] | None = None
         self._value_fn: Callable[[], float] | None = None
-        self._batch: BatchObjective | None = None
+        self._batch: Any = None  # what evaluates populations in this step (see _population_source)
+        self._remote: RemoteEvaluator | None = None
         self._at_best = True  # the parameters hold the incumbent
         self._warned_nonfinite = False
 
@@ -195,7 +197,7 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         if self._closure is not closure:
             self._closure, self._value_fn = closure, CountedClosure(closure, type(self).__name__)
         self._value = self._value_fn
-        self._batch = closure if isinstance(closure, BatchObjective) else None
+        self._batch = self._population_source(closure, space)
         self._at_best = True
         try:  # every write of the answer is inside: an interrupt never leaves a trial point
             self._sync_incumbent(space, st)
@@ -376,6 +378,19 @@ class DerivativeFreeOptimizer(SkipsFrozen, GroupOptionsChecked):
         return math.inf
 
     # ------------------------------------------------------------------ internals
+    executor: Any = None  # population methods that take ``executor=`` set it
+
+    def _population_source(self, closure: Callable[..., Any], space: FlatSpace) -> Any:
+        """What evaluates a population: the executor's workers, a BatchObjective, or (None) the closure row by row.
+
+        The closure is sent to the workers once, at its first step; a new closure object is sent anew.
+        """
+        if self.executor is None:
+            return closure if isinstance(closure, BatchObjective) else None
+        if self._remote is None or self._remote.source is not closure:
+            self._remote = RemoteEvaluator(self.executor, closure, space.flat)
+        return self._remote
+
     def _sync_incumbent(self, space: FlatSpace, st: dict[str, Any]) -> None:
         x = space.read()
         best = st["best_x"]

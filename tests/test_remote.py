@@ -245,3 +245,49 @@ def test_dask_reruns_the_chunk_of_a_killed_worker(dask_client: Any, tmp_path: An
     np.testing.assert_array_equal(losses, _serial_closure(flat, _closure_for(model, X, y), P))
     assert len(losses) == len(P)
     dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+
+
+def _killing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, marker: str) -> Any:
+    """Kills the worker process it runs in at its 5th call there, once (``marker`` remembers)."""
+    here = os.getpid()
+    calls = [0]
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        calls[0] += 1
+        if os.getpid() != here and calls[0] == 5 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return mse(model, X, y)
+
+    return closure
+
+
+@pytest.mark.parametrize("method", ["DE", "ParticleSwarm"])
+def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, tmp_path: Any) -> None:
+    """A whole run with one worker killed in its middle ends where the undisturbed serial run ends."""
+    marker = str(tmp_path / "killed")
+    runs = []
+    for executor in (None, dask_client):
+        model, X, y, _, _ = _problem()
+        closure = _killing_closure(model, X, y, marker)
+        n = sum(p.numel() for p in model.parameters())
+        if method == "DE":
+            opt: Any = tzb.DifferentialEvolutionWrapper(
+                model.parameters(),
+                {"bounds": [(-4, 4)] * n},
+                maxiter=3,
+                popsize=2,
+                rng=1,
+                polish=False,
+                updating="deferred",
+                executor=executor,
+            )
+            loss, nfev = float(opt.step(closure)), opt.result.nfev
+        else:
+            opt = tzb.ParticleSwarm(model.parameters(), n_particles=12, seed=2, executor=executor)
+            loss = [float(opt.step(closure)) for _ in range(4)][-1]
+            nfev = opt.nfev
+        runs.append((loss, nfev, [float(v) for p in model.parameters() for v in p.detach().reshape(-1)]))
+    assert os.path.exists(marker), "no worker was killed"
+    assert runs[1] == runs[0]
+    dask_client.wait_for_workers(2, timeout=60)

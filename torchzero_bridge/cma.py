@@ -32,6 +32,7 @@ from torchzero_bridge._cma_run import QUIET, CMARun, cma_module
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
+from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.core.threads import ThreadsSpec
 
 __all__ = ["CMAESWrapper"]
@@ -104,6 +105,9 @@ class CMAESWrapper(BridgeOptimizer):
         progress: show a progress bar.
         threads: BLAS/OpenMP thread limit while the step runs.
         nonfinite: how NaN/inf losses are reported (``"inf"``, ``"raise"``, ``"pass"``).
+        executor: a ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` that
+            evaluates each generation in chunks on its workers (same run as serially; the
+            closure or ``BatchObjective`` is sent once per step).
 
     Attributes:
         es: the current ``cma.CMAEvolutionStrategy`` (built at the first ``step``), for
@@ -148,7 +152,9 @@ class CMAESWrapper(BridgeOptimizer):
         progress: bool = False,
         threads: ThreadsSpec = "auto",
         nonfinite: NonFinitePolicy = "inf",
+        executor: Any = None,
     ) -> None:
+        self.executor = check_executor(executor, "CMAESWrapper")
         check_positive(sigma0, "sigma0", "CMAESWrapper")
         check_int(budget, "budget", "CMAESWrapper")
         if popsize is not None:

@@ -29,10 +29,13 @@ from torchzero_bridge._checks import check_int, check_positive, check_seed
 from torchzero_bridge._nevergrad_run import AskTellHistory, NevergradSpace, suggest_names
 from torchzero_bridge._optional import import_extra
 from torchzero_bridge._preload import nevergrad_step_imports, preload
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import BridgeOptimizer, SolveContext, UserCallback
 from torchzero_bridge.core.flat import FlatParams
 from torchzero_bridge.core.objective import NonFinitePolicy, StopSolve
+from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.core.threads import ThreadsSpec
+from torchzero_bridge.errors import IgnoredOptionWarning
 
 if TYPE_CHECKING:
     import nevergrad as ng
@@ -134,6 +137,9 @@ class NevergradWrapper(BridgeOptimizer):
         budget: total evaluations nevergrad plans for (required, positive).
         evals_per_step: evaluations per ``step`` (default: ``budget``).
         num_workers: candidates asked per round and evaluated as one batch.
+        executor: a ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` that
+            evaluates each round of ``num_workers`` candidates on its workers (the closure or
+            ``BatchObjective`` is sent once per step; a closure must be picklable).
         sigma: initial mutation scale of float and integer entries (positive).
         seed: seeds the parametrization's random state (nevergrad's seeding).
         callback: called after each ask/tell round with an ``OptimizeResult`` (``x``,
@@ -184,8 +190,17 @@ class NevergradWrapper(BridgeOptimizer):
         progress: bool = False,
         threads: ThreadsSpec = "auto",
         nonfinite: NonFinitePolicy = "inf",
+        executor: Any = None,
     ) -> None:
         check_int(budget, "budget", "NevergradWrapper")
+        self.executor = check_executor(executor, "NevergradWrapper")
+        if executor is not None and num_workers == 1:
+            warn_user(
+                "executor: with num_workers=1 candidates are asked and evaluated one at a time, so the "
+                "executor is not used; set num_workers to the number of candidates per batch",
+                IgnoredOptionWarning,
+            )
+            self.executor = None
         if evals_per_step is not None:
             check_int(evals_per_step, "evals_per_step", "NevergradWrapper")
         check_int(num_workers, "num_workers", "NevergradWrapper")

@@ -184,6 +184,7 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
             on_evals=bar.update_many,
             nonfinite=self.nonfinite,
             start=x0 if best_of_run else None,
+            population=self._population(closure, flat),
             **self._objective_options(),
         )
         ctx = SolveContext(flat, objective, x0, self.callback)
@@ -221,6 +222,15 @@ class BridgeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecked):
     def _solve(self, ctx: SolveContext) -> OptimizeResult:
         """Run the solver; return its ``OptimizeResult`` (``x``, ``fun``, ``success``...)."""
         raise NotImplementedError
+
+    def _population(self, closure: Callable[..., Any], flat: FlatParams) -> Any:
+        """Where populations are evaluated: a :class:`RemoteEvaluator` when the wrapper has an executor."""
+        executor = getattr(self, "executor", None)
+        if executor is None:
+            return None
+        from torchzero_bridge.core.remote import RemoteEvaluator
+
+        return RemoteEvaluator(executor, closure, flat)
 
     def _objective_options(self) -> dict[str, Any]:
         """Keyword arguments for the :class:`Objective` (``hvp_method``, ``uses_hessian``)."""

@@ -106,6 +106,13 @@ class BatchObjective:
             for attr, t in members:
                 self._aliases[id(t)] = (*self._aliases.get(id(t), ()), f"{prefix}.{attr}")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # what rebuilds it: the vmapped function and the id-keyed name tables are made anew
+        return {"model": self.model, "loss_fn": self.loss_fn, "inputs": self.inputs, "chunk_size": self.chunk_size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["model"], state["loss_fn"], *state["inputs"], chunk_size=state["chunk_size"])  # type: ignore[misc]
+
     def names_for(self, flat: FlatParams | Layout) -> list[str]:
         """Module attribute names of the optimized tensors, in flat order.
 

@@ -77,6 +77,8 @@ class Objective(HessianProducts):
         on_eval: called with each new loss value (progress bars, logging).
         on_evals: called once with all the losses of a batched evaluation (:meth:`values`)
             when they are all finite, instead of ``on_eval`` once per row.
+        population: what evaluates populations for :meth:`values` instead of the closure
+            (an object with ``evaluate(flat, X)``, e.g. a ``RemoteEvaluator`` on an executor).
         start: the solve's start point; ``record.start_seen`` says whether the solver evaluated it.
 
     Attributes:
@@ -101,6 +103,7 @@ class Objective(HessianProducts):
         on_eval: Callable[[float], None] | None = None,
         on_evals: Callable[[np.ndarray], None] | None = None,
         start: np.ndarray | None = None,
+        population: Any = None,
     ) -> None:
         self.record = EvalRecord(
             nonfinite=nonfinite,
@@ -112,7 +115,9 @@ class Objective(HessianProducts):
         )
         self.flat = flat
         self.adapter = ClosureAdapter(closure)
-        self.batch: BatchObjective | None = closure if isinstance(closure, BatchObjective) else None
+        # populations: evaluated elsewhere (an executor), else by a BatchObjective closure, else row by row
+        own = closure if isinstance(closure, BatchObjective) else None
+        self.batch: Any = population if population is not None else own
         self._in_local = False
         self._silent = True  # until release(): kept graphs stay valid, cheap writes (see FlatParams.write)
         n = flat.n

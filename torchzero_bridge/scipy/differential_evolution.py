@@ -37,6 +37,7 @@ from scipy.optimize import Bounds, OptimizeResult, differential_evolution, minim
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.base import SolveContext, UserCallback
 from torchzero_bridge.core.objective import NonFinitePolicy, Objective
+from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.core.threads import ThreadsSpec
 from torchzero_bridge.errors import BridgeWarning, IgnoredOptionWarning, MissingGradientError
 from torchzero_bridge.scipy._callables import minimize_callables
@@ -79,13 +80,19 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         progress: show a progress bar.
         threads: BLAS/OpenMP thread limit while scipy runs.
         nonfinite: how NaN/inf losses are reported to scipy.
+        executor: a ``concurrent.futures.Executor`` or a ``dask.distributed.Client``: each
+            generation is split into chunks evaluated on its workers (``updating="deferred"``,
+            as with a ``BatchObjective``). The closure or ``BatchObjective`` is sent once per
+            step; a closure must be picklable and reach the model through what it captures.
+            Not combinable with ``workers`` or ``vectorized=False``.
         **keywords: any ``differential_evolution`` argument, as in ``de_kwargs``.
 
     Raises:
         ValueError: missing or infinite bounds (naming the tensor), ``lo > hi``, bounds of
-            the wrong shape, an option given twice; at ``step``, ``vectorized=True`` with a
-            closure that cannot evaluate a population.
-        TypeError: unknown option names.
+            the wrong shape, an option given twice, ``executor`` with ``workers``; at ``step``,
+            ``vectorized=True`` with a closure that cannot evaluate a population.
+        TypeError: unknown option names; an ``executor`` of another kind; at ``step``, a
+            closure an executor cannot ship.
 
     An error raised by the closure during the search propagates with its own type (scipy
     would turn a ``TypeError``/``ValueError``, such as ``ClosureError``, into its own
@@ -112,8 +119,10 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         progress: bool = False,
         threads: ThreadsSpec = "auto",
         nonfinite: NonFinitePolicy = "inf",
+        executor: Any = None,
         **keywords: Any,
     ) -> None:
+        self.executor = check_executor(executor, "DifferentialEvolutionWrapper")
         if not (jac is True or jac is False or jac == "auto"):
             raise ValueError(f"jac: expected True, False or 'auto', got {jac!r}")
         if not isinstance(warm_start, bool):
@@ -140,6 +149,9 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         vec = kw.get("vectorized")
         if vec is not None and not isinstance(vec, bool):
             raise TypeError(f"vectorized: expected True, False or None, got {vec!r}")
+        if executor is not None and (kw.get("workers", 1) != 1 or vec is False):
+            what = "workers" if kw.get("workers", 1) != 1 else "vectorized=False"
+            raise ValueError(f"executor evaluates each generation on its workers; {what} cannot be given with it")
         if vec is True and kw.get("updating") == "immediate":
             warn_user(
                 "batched evaluation (vectorized=True) evaluates a whole generation at once, so "
@@ -204,7 +216,7 @@ class DifferentialEvolutionWrapper(GlobalWrapper):
         """Batched population evaluation through scipy's map-like hook, or scipy's own workers."""
         obj = ctx.objective
         vec = kwargs.pop("vectorized", None)
-        if vec is True and obj.batch is None:
+        if vec is True and obj.batch is None:  # an executor's evaluator counts as a batch
             raise ValueError(
                 "vectorized=True needs a closure that evaluates a whole population: pass a "
                 "tzb.BatchObjective(model, loss_fn, *inputs) to step(); this closure "

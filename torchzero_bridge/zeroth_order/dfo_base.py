@@ -48,6 +48,7 @@ from torchzero_bridge.core.frozen import SkipsFrozen
 from torchzero_bridge.core.groups import signature
 from torchzero_bridge.core.param_checks import GroupOptionsChecked
 from torchzero_bridge.core.record import EvalRecord, new_state
+from torchzero_bridge.core.remote import RemoteEvaluator
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import ConvergedWarning
 from torchzero_bridge.zeroth_order.common import SeededRNG
@@ -142,7 +143,8 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         self._evals = EvalRecord(type(self).__name__)  # warns once per optimizer; numbers in the saved state
         self._value: Callable[[], float] | None = None  # the closure's loss, only inside step()
         self._adapter: ClosureAdapter | None = None
-        self._batch: BatchObjective | None = None
+        self._batch: Any = None  # what evaluates populations in this step (see _population_source)
+        self._remote: RemoteEvaluator | None = None
         self._at_best = True  # the parameters hold the incumbent
 
     # ------------------------------------------------------------------ public
@@ -199,7 +201,7 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if self._adapter is None or self._adapter.closure is not closure:
             self._adapter = ClosureAdapter(closure)
         self._value = self._adapter.value
-        self._batch = closure if isinstance(closure, BatchObjective) else None
+        self._batch = self._population_source(closure, space)
         self._at_best = True
         self._evals.attach(st)
         try:  # every write of the answer is inside: an interrupt never leaves a trial point
@@ -326,6 +328,19 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         return f
 
     # ------------------------------------------------------------------ internals
+    executor: Any = None  # population methods that take ``executor=`` set it
+
+    def _population_source(self, closure: Callable[..., Any], space: FlatSpace) -> Any:
+        """What evaluates a population: the executor's workers, a BatchObjective, or (None) the closure row by row.
+
+        The closure is sent to the workers once, at its first step; a new closure object is sent anew.
+        """
+        if self.executor is None:
+            return closure if isinstance(closure, BatchObjective) else None
+        if self._remote is None or self._remote.source is not closure:
+            self._remote = RemoteEvaluator(self.executor, closure, space.flat)
+        return self._remote
+
     def _sync_incumbent(self, space: FlatSpace, st: dict[str, Any]) -> None:
         x = space.read()
         best = st["best_x"]

@@ -25,6 +25,7 @@ import torch
 
 from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
 from torchzero_bridge.zeroth_order.search import uniform_in_bounds
 
@@ -61,6 +62,10 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         bounds: per-group ``(lo, hi)``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        executor: a ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` that
+            evaluates each population in chunks on its workers (same results as serially).
+            The closure or ``BatchObjective`` is sent once, at its first step: pass a new one
+            when the data it holds changes.
 
     Raises:
         ValueError: ``n_particles < 2``, negative coefficients, non-positive ``init_std``.
@@ -90,7 +95,9 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        executor: Any = None,
     ) -> None:
+        self.executor = check_executor(executor, type(self).__name__)
         self.n_particles = check_int(n_particles, "n_particles", type(self).__name__, minimum=2)
         self.inertia = check_positive(inertia, "inertia", type(self).__name__, allow_zero=True)
         self.cognitive = check_positive(cognitive, "cognitive", type(self).__name__, allow_zero=True)
@@ -166,6 +173,10 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         bounds: per-group ``(lo, hi)``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        executor: a ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` that
+            evaluates each population in chunks on its workers (same results as serially).
+            The closure or ``BatchObjective`` is sent once, at its first step: pass a new one
+            when the data it holds changes.
 
     Raises:
         ValueError: non-positive sizes or ``lr``, ``n_offspring < n_parents`` with comma
@@ -197,7 +208,9 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        executor: Any = None,
     ) -> None:
+        self.executor = check_executor(executor, type(self).__name__)
         self.n_parents = check_int(n_parents, "n_parents", type(self).__name__)
         self.n_offspring = check_int(n_offspring, "n_offspring", type(self).__name__)
         if not isinstance(plus, bool):

@@ -1,0 +1,304 @@
+"""Population evaluation on executors: thread and process pools, and a real Dask LocalCluster.
+
+Truth: the same population evaluated serially in this process (``BatchObjective.evaluate`` and a
+hand-written loop over the closure), compared bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import torchzero_bridge as tzb
+from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.remote import RemoteEvaluator, check_executor
+
+
+def mse(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.mse_loss(model(X), y)
+
+
+def _problem() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, FlatParams, np.ndarray]:
+    g = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    X, y = torch.randn(40, 4, generator=g), torch.randn(40, 1, generator=g)
+    flat = FlatParams(list(model.parameters()))
+    P = np.random.default_rng(1).normal(size=(23, flat.n))
+    return model, X, y, flat, P
+
+
+def _closure_for(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> Any:
+    def closure(backward: bool = True) -> torch.Tensor:
+        loss = mse(model, X, y)
+        if backward:
+            loss.backward()
+        return loss
+
+    return closure
+
+
+def _serial_closure(flat: FlatParams, closure: Any, P: np.ndarray) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for row in P:
+            flat.write(row)
+            out.append(float(closure(backward=False)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("pool", [ThreadPoolExecutor, ProcessPoolExecutor])
+def test_pools_give_the_serial_losses_bit_for_bit(pool: type) -> None:
+    model, X, y, flat, P = _problem()
+    batch = tzb.BatchObjective(model, mse, X, y, chunk_size=5)
+    closure = _closure_for(model, X, y)
+    with pool(2) as ex:
+        by_batch = RemoteEvaluator(ex, batch, flat).evaluate(flat, P)
+        by_closure = RemoteEvaluator(ex, closure, flat, chunk_size=4).evaluate(flat, torch.from_numpy(P))
+    np.testing.assert_array_equal(by_batch, batch.evaluate(flat, P))
+    np.testing.assert_array_equal(by_closure, _serial_closure(flat, closure, P))
+
+
+def test_a_batch_objective_survives_pickling() -> None:
+    import pickle
+
+    model, X, y, flat, P = _problem()
+    batch = tzb.BatchObjective(model, mse, X, y)
+    copy = pickle.loads(pickle.dumps(batch))
+    assert copy.model is not model
+    worker_flat = FlatParams(list(copy.model.parameters()))
+    np.testing.assert_array_equal(copy.evaluate(worker_flat, P), batch.evaluate(flat, P))
+
+
+def test_a_closure_that_cannot_be_pickled_is_named() -> None:
+    model, X, y, flat, _ = _problem()
+    lock = threading.Lock()
+
+    def closure() -> torch.Tensor:
+        with lock:
+            return mse(model, X, y)
+
+    with ThreadPoolExecutor(1) as ex, pytest.raises(TypeError, match=r"closure.*cannot be sent.*picklable"):
+        RemoteEvaluator(ex, closure, flat)
+
+
+def test_a_module_level_closure_is_refused() -> None:
+    _, _, _, flat, _ = _problem()
+    with ThreadPoolExecutor(1) as ex, pytest.raises(TypeError, match="importable module"):
+        RemoteEvaluator(ex, mse, flat)
+
+
+def test_bad_executor_and_chunk_size() -> None:
+    with pytest.raises(TypeError, match=r"executor expected a concurrent\.futures\.Executor"):
+        check_executor(map, "DE")
+    assert check_executor(None, "DE") is None
+    _, _, _, flat, _ = _problem()
+    with ThreadPoolExecutor(1) as ex, pytest.raises(ValueError, match="chunk_size"):
+        RemoteEvaluator(ex, lambda: 0.0, flat, chunk_size=0)
+
+
+# ---------------------------------------------------------------------------- Dask
+def _import_package() -> None:
+    import torchzero_bridge  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Any:
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    client.run(_import_package)  # workers import torch once, before the timed work
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_gives_the_serial_losses(dask_client: Any) -> None:
+    model, X, y, flat, P = _problem()
+    batch = tzb.BatchObjective(model, mse, X, y, chunk_size=3)
+    closure = _closure_for(model, X, y)
+    np.testing.assert_array_equal(RemoteEvaluator(dask_client, batch, flat).evaluate(flat, P), batch.evaluate(flat, P))
+    remote = RemoteEvaluator(dask_client, closure, flat, chunk_size=5)
+    np.testing.assert_array_equal(remote.evaluate(flat, P), _serial_closure(flat, closure, P))
+
+
+# ---------------------------------------------------------------------------- solvers
+def _de_run(executor: Any, source: str) -> tuple[list[float], float, int, int]:
+    model, X, y, _, _ = _problem()
+    here: list[int] = []  # closure runs in this process
+    inner = _closure_for(model, X, y)
+
+    def counted(backward: bool = True) -> torch.Tensor:
+        here.append(1)
+        return inner(backward)
+
+    closure: Any = tzb.BatchObjective(model, mse, X, y, chunk_size=4) if source == "batch" else counted
+    n = sum(p.numel() for p in model.parameters())
+    opt = tzb.DifferentialEvolutionWrapper(
+        model.parameters(),
+        {"bounds": [(-4, 4)] * n},
+        maxiter=4,
+        popsize=3,
+        rng=5,
+        polish=source == "batch",
+        updating="deferred",
+        executor=executor,
+    )
+    loss = float(opt.step(closure))
+    return [float(v) for p in model.parameters() for v in p.detach().reshape(-1)], loss, opt.result.nfev, len(here)
+
+
+@pytest.mark.parametrize("source", ["batch", "closure"])
+def test_differential_evolution_on_a_process_pool_equals_the_serial_run(source: str) -> None:
+    serial = _de_run(None, source)
+    with ProcessPoolExecutor(2) as pool:
+        remote = _de_run(pool, source)
+    assert remote[:3] == serial[:3]
+    if source == "closure":  # serially every point runs here; with the pool only the start point does
+        assert (serial[3], remote[3]) == (serial[2], 1)
+
+
+def test_differential_evolution_refuses_workers_with_an_executor() -> None:
+    w = torch.zeros(2, requires_grad=True)
+    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="workers cannot be given"):
+        tzb.DifferentialEvolutionWrapper([w], {"bounds": [(-1, 1)] * 2}, workers=2, executor=pool)
+    with pytest.raises(TypeError, match="executor expected"):
+        tzb.DifferentialEvolutionWrapper([w], {"bounds": [(-1, 1)] * 2}, executor=4)
+
+
+def test_nevergrad_batches_on_dask_equal_the_serial_run(dask_client: Any) -> None:
+    pytest.importorskip("nevergrad")
+    runs = []
+    for executor in (None, dask_client):
+        model, X, y, _, _ = _problem()
+        opt = tzb.NevergradWrapper(
+            model.parameters(), "TwoPointsDE", budget=60, num_workers=6, seed=3, executor=executor
+        )
+        loss = float(opt.step(_closure_for(model, X, y)))
+        runs.append((loss, [float(v) for p in model.parameters() for v in p.detach().reshape(-1)], opt.result.nfev))
+    assert runs[0] == runs[1]
+
+
+def test_cma_es_generations_on_dask_equal_the_serial_run(dask_client: Any) -> None:
+    pytest.importorskip("cma")
+    runs = []
+    for executor in (None, dask_client):
+        model, X, y, _, _ = _problem()
+        opt = tzb.CMAESWrapper(model.parameters(), 0.5, budget=40, popsize=8, seed=3, executor=executor)
+        loss = float(opt.step(_closure_for(model, X, y)))
+        runs.append((loss, [float(v) for p in model.parameters() for v in p.detach().reshape(-1)], opt.result.nfev))
+    assert runs[0] == runs[1]
+
+
+def test_nevergrad_one_worker_ignores_the_executor() -> None:
+    pytest.importorskip("nevergrad")
+    w = torch.zeros(2, requires_grad=True)
+    with ThreadPoolExecutor(1) as pool, pytest.warns(tzb.IgnoredOptionWarning, match="num_workers=1"):
+        opt = tzb.NevergradWrapper([w], "OnePlusOne", budget=4, executor=pool)
+    assert opt.executor is None
+
+
+def _population_run(cls: Any, executor: Any, source: str) -> tuple[list[float], float, int]:
+    model, X, y, _, _ = _problem()
+    closure: Any = (
+        tzb.BatchObjective(model, mse, X, y, chunk_size=3) if source == "batch" else _closure_for(model, X, y)
+    )
+    size = {"n_particles": 9} if cls is tzb.ParticleSwarm else {"n_offspring": 9}
+    opt = cls(model.parameters(), **size, seed=4, executor=executor)
+    for _ in range(5):
+        loss = float(opt.step(closure))
+    return [float(v) for p in model.parameters() for v in p.detach().reshape(-1)], loss, opt.nfev
+
+
+@pytest.mark.parametrize("source", ["batch", "closure"])
+@pytest.mark.parametrize("cls", [tzb.ParticleSwarm, tzb.EvolutionStrategy], ids=lambda c: c.__name__)
+def test_particle_swarm_and_evolution_strategy_on_dask_equal_the_serial_run(
+    cls: Any, source: str, dask_client: Any
+) -> None:
+    assert _population_run(cls, dask_client, source) == _population_run(cls, None, source)
+
+
+def test_a_population_method_on_a_thread_pool_equals_the_serial_run() -> None:
+    with ThreadPoolExecutor(2) as pool:
+        assert _population_run(tzb.ParticleSwarm, pool, "closure") == _population_run(
+            tzb.ParticleSwarm, None, "closure"
+        )
+
+
+def test_dask_reruns_the_chunk_of_a_killed_worker(dask_client: Any, tmp_path: Any) -> None:
+    """A worker that dies mid-population (SIGKILL) loses nothing: its chunk runs elsewhere."""
+    model, X, y, flat, P = _problem()
+    marker = str(tmp_path / "killed")
+    here = os.getpid()
+    ran: list[int] = []
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        if os.getpid() != here and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)  # this worker dies in the middle of its chunk
+        ran.append(1)
+        return mse(model, X, y)
+
+    remote = RemoteEvaluator(dask_client, closure, flat, chunk_size=4)
+    losses = remote.evaluate(flat, P)
+    assert os.path.exists(marker), "no worker was killed"
+    np.testing.assert_array_equal(losses, _serial_closure(flat, _closure_for(model, X, y), P))
+    assert len(losses) == len(P)
+    dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+
+
+def _killing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, marker: str) -> Any:
+    """Kills the worker process it runs in at its 5th call there, once (``marker`` remembers)."""
+    here = os.getpid()
+    calls = [0]
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        calls[0] += 1
+        if os.getpid() != here and calls[0] == 5 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return mse(model, X, y)
+
+    return closure
+
+
+@pytest.mark.parametrize("method", ["DE", "ParticleSwarm"])
+def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, tmp_path: Any) -> None:
+    """A whole run with one worker killed in its middle ends where the undisturbed serial run ends."""
+    marker = str(tmp_path / "killed")
+    runs = []
+    for executor in (None, dask_client):
+        model, X, y, _, _ = _problem()
+        closure = _killing_closure(model, X, y, marker)
+        n = sum(p.numel() for p in model.parameters())
+        if method == "DE":
+            opt: Any = tzb.DifferentialEvolutionWrapper(
+                model.parameters(),
+                {"bounds": [(-4, 4)] * n},
+                maxiter=3,
+                popsize=2,
+                rng=1,
+                polish=False,
+                updating="deferred",
+                executor=executor,
+            )
+            loss, nfev = float(opt.step(closure)), opt.result.nfev
+        else:
+            opt = tzb.ParticleSwarm(model.parameters(), n_particles=12, seed=2, executor=executor)
+            loss = [float(opt.step(closure)) for _ in range(4)][-1]
+            nfev = opt.nfev
+        runs.append((loss, nfev, [float(v) for p in model.parameters() for v in p.detach().reshape(-1)]))
+    assert os.path.exists(marker), "no worker was killed"
+    assert runs[1] == runs[0]
+    dask_client.wait_for_workers(2, timeout=60)

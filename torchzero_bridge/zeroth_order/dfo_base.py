@@ -322,8 +322,15 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         return f
 
     def _record_run(self, space: FlatSpace, f: float) -> float:
-        """Record a closure run made by someone else at the parameters' current value (see swarms)."""
-        f, better = self._evals.add(space.read(), f)
+        """Record a closure run made by someone else at the parameters' current value (see swarms).
+
+        A point outside the bounds (or off the integer grid) is counted but never kept as the answer.
+        """
+        x = space.read()
+        if not torch.equal(space.project(x), x):
+            self._at_best = False
+            return self._evals.count(f)
+        f, better = self._evals.add(x, f)
         self._at_best = better
         return f
 

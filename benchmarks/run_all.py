@@ -24,7 +24,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-QUICK_FLAGS = {"core": ["--quick"], "peers": ["--quick"], "ng_optuna": ["--quick"], "zeroth_order": ["--epochs", "5"]}
+QUICK_FLAGS = {
+    "core": ["--quick"],
+    "peers": ["--quick"],
+    "ng_optuna": ["--quick"],
+    "zeroth_order": ["--epochs", "5"],
+    "distributed": ["--quick"],
+}
 
 
 def scripts() -> dict[str, Path]:

@@ -187,6 +187,49 @@ def _sigint_run(e: Entry, delay: float) -> str:
     return _LOST_IN_FINALIZER if dropped else _LOST_UNKNOWN
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_an_interrupt_inside_a_no_grad_exit_leaves_autograd_on(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT that lands in ``torch.no_grad().__exit__`` before it restores the mode, made deterministic.
+
+    The second ``no_grad`` exit of the run raises ``KeyboardInterrupt`` instead of restoring the previous
+    mode; the optimizer's step must still leave autograd as it found it.
+    """
+    e = next(x for x in ENTRIES if x.name == name)
+    model = e.problem()
+    exits = [0]
+    original = torch.no_grad.__exit__
+
+    def interrupted_exit(self: Any, *exc: Any) -> None:
+        exits[0] += 1
+        if exits[0] == 2:
+            raise KeyboardInterrupt("inside torch.no_grad().__exit__")
+        original(self, *exc)
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        loss = model()
+        if backward and torch.is_grad_enabled():
+            loss.backward()
+        return loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt: Any = e.factory(model.parameters())
+        monkeypatch.setattr(torch.no_grad, "__exit__", interrupted_exit)
+        try:
+            try:
+                for _ in range(4):
+                    opt.step(closure)
+            except KeyboardInterrupt:
+                pass
+            left_on = torch.is_grad_enabled()
+        finally:
+            monkeypatch.undo()
+            torch.set_grad_enabled(True)
+    if exits[0] < 2:
+        pytest.skip(f"{name} left no_grad fewer than two times in 4 steps")
+    assert left_on, f"{name}: autograd left switched off by an interrupt inside a no_grad exit"
+
+
 def test_cobyla_all_nan_stays_at_start() -> None:
     """COBYLA sees a 1e30 stand-in for NaN: it must not move the parameters nor report success."""
     import torchzero_bridge as tzb

@@ -29,12 +29,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.errors import NonFiniteLossWarning
@@ -44,6 +46,7 @@ __all__ = [
     "EvalRecord",
     "NonFinitePolicy",
     "StopSolve",
+    "keeps_grad_mode",
     "new_state",
     "warn_nonfinite",
     "warn_nonfinite_step",
@@ -73,6 +76,40 @@ def new_state() -> dict[str, Any]:
         {'best_x': None, 'best_f': inf, 'nfev': 0}
     """
     return {"best_x": None, "best_f": math.inf, "nfev": 0}
+
+
+def keeps_grad_mode(step: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an optimizer's ``step`` so that an error or interrupt leaves autograd's mode as the step found it.
+
+    A ``KeyboardInterrupt`` that lands inside ``torch.no_grad().__exit__`` (Python code) would
+    otherwise leave gradients switched off for the rest of the session.
+
+    Example:
+        >>> import torch
+        >>> def step(self):
+        ...     torch.set_grad_enabled(False)
+        ...     raise KeyboardInterrupt
+        >>> try:
+        ...     keeps_grad_mode(step)(None)
+        ... except KeyboardInterrupt:
+        ...     pass
+        >>> torch.is_grad_enabled()
+        True
+    """
+    if getattr(step, "_keeps_grad_mode", False):
+        return step
+
+    @functools.wraps(step)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        mode = torch.is_grad_enabled()
+        try:
+            return step(self, *args, **kwargs)
+        except BaseException:
+            torch.set_grad_enabled(mode)
+            raise
+
+    guarded._keeps_grad_mode = True  # type: ignore[attr-defined]
+    return guarded
 
 
 def warn_nonfinite(message: str) -> None:

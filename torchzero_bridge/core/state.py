@@ -49,6 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchzero_bridge.core.record import keeps_grad_mode
+
 __all__ = ["FORMAT", "KEY", "StatefulOptimizer", "check_plain", "from_plain", "to_plain"]
 
 KEY = "torchzero_bridge"
@@ -187,6 +189,11 @@ class StatefulOptimizer(torch.optim.Optimizer):
         >>> b = Counting([torch.zeros(1)]); b.load_state_dict(sd); b.calls
         3
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:  # every optimizer of the package: an interrupt never leaves autograd off
+            cls.step = keeps_grad_mode(cls.__dict__["step"])  # type: ignore[method-assign]
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         super().__init__(params, defaults)

@@ -248,7 +248,13 @@ ENTRIES: list[Entry] = [
         loss_at_answer=False,
     ),
     # wrappers that judge an inner optimizer's step by the loss
-    Entry("UndoOnRise", lambda p: _t("UndoOnRise")(p, lambda q: torch.optim.Adam(q, lr=0.3)), _rosen, gradient=True),
+    Entry(  # never accepts a rise: on a deterministic problem the parameters hold the lowest loss seen
+        "UndoOnRise",
+        lambda p: _t("UndoOnRise")(p, lambda q: torch.optim.Adam(q, lr=0.3)),
+        _rosen,
+        gradient=True,
+        best_point=True,
+    ),
     Entry(
         "UndoOnRise[opposite,restore_state]",
         lambda p: _t("UndoOnRise")(
@@ -256,6 +262,7 @@ ENTRIES: list[Entry] = [
         ),
         _rosen,
         gradient=True,
+        best_point=True,
     ),
     Entry(
         "BestOfLRs",

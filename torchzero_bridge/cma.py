@@ -211,15 +211,9 @@ class CMAESWrapper(BridgeOptimizer):
             opts["integer_variables"] = np.flatnonzero(flat.integer_mask).tolist()
         if self.popsize is not None:
             opts["popsize"] = self.popsize
-        if any(g["sigma"] is not None for g in self.param_groups):
-            stds = np.ones(flat.n)
-            i = 0
-            for group in self.param_groups:
-                for _ in group["params"]:
-                    if group["sigma"] is not None:
-                        stds[flat.offsets[i] : flat.offsets[i + 1]] = float(group["sigma"]) / self.sigma0
-                    i += 1
-            opts["CMA_stds"] = stds
+        sigmas, given = flat.layout.group_values("sigma", self.param_groups)
+        if given.any():
+            opts["CMA_stds"] = np.where(given, sigmas / self.sigma0, 1.0)
         return opts
 
     def _build_run(self, flat: FlatParams, x0: np.ndarray, seed: int) -> None:

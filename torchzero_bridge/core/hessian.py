@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from torchzero_bridge._warn import user_stacklevel
+from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.closure import loss_to_float
 from torchzero_bridge.core.point import Point
 
@@ -114,11 +113,10 @@ class HessianProducts:
         if hvp_method not in HVP_METHODS:
             raise ValueError(f"hvp_method: expected one of {HVP_METHODS}, got {hvp_method!r}")
         if hvp_method == "autograd" and uses_hessian and not self.adapter.has_graph:
-            warnings.warn(
+            warn_user(
                 "exact Hessian-vector products need a closure that accepts `backward` "
                 "(def closure(backward=True)) or a closure object with .model and .loss(model); "
-                "this closure has neither, so hvp_method='central' finite differences are used",
-                stacklevel=user_stacklevel(),
+                "this closure has neither, so hvp_method='central' finite differences are used"
             )
             hvp_method = "central"
         self.hvp_method = hvp_method  # type: ignore[assignment]

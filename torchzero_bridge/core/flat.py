@@ -134,7 +134,7 @@ class FlatParams:
         key = signature(param_groups)
         held = owner.__dict__.get("_flat_cache")
         if held is not None and held[0] == key:
-            return held[1]  # type: ignore[no-any-return]
+            return held[1]
         flat = cls(param_groups, allow_integer=allow_integer)
         owner.__dict__["_flat_cache"] = (key, flat)
         return flat

@@ -19,6 +19,7 @@ Example:
     >>> import torch
     >>> from concurrent.futures import ThreadPoolExecutor
     >>> from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.layout import Layout
     >>> from torchzero_bridge.core.remote import RemoteEvaluator
     >>> w = torch.zeros(2, requires_grad=True)
     >>> flat = FlatParams([w])
@@ -45,6 +46,7 @@ import torch
 from torchzero_bridge.core.batch import BatchObjective
 from torchzero_bridge.core.closure import ClosureAdapter
 from torchzero_bridge.core.flat import FlatParams
+from torchzero_bridge.core.layout import Layout
 
 __all__ = ["RemoteEvaluator", "check_executor", "is_dask_client"]
 
@@ -104,7 +106,7 @@ class RemoteEvaluator:
         self,
         executor: Any,
         source: BatchObjective | Callable[..., Any],
-        flat: FlatParams,
+        flat: FlatParams | Layout,
         *,
         chunk_size: int | None = None,
         retries: int = 2,
@@ -118,6 +120,7 @@ class RemoteEvaluator:
         self.retries = retries
         self.dask = is_dask_client(executor)
         self.token = uuid.uuid4().hex
+        self._pass: BatchObjective | None
         if isinstance(source, BatchObjective):
             self._pass = source
             payload: tuple[Any, ...] = ("batch", source, source.names_for(flat), flat.n)
@@ -127,7 +130,7 @@ class RemoteEvaluator:
         self.payload = _serialize(payload, source)
         self._shipped: Any = None  # a Dask future holding the payload on every worker
 
-    def evaluate(self, flat: FlatParams, X: np.ndarray | torch.Tensor) -> np.ndarray:
+    def evaluate(self, flat: FlatParams | Layout, X: np.ndarray | torch.Tensor) -> np.ndarray:
         """Loss at each row of ``X`` (shape ``(pop, n)``) as a float64 array, in row order.
 
         Args:
@@ -167,7 +170,7 @@ class RemoteEvaluator:
             client.cancel(futures)
             raise
 
-    def _rows_per_task(self, flat: FlatParams, pop: int) -> int:
+    def _rows_per_task(self, flat: FlatParams | Layout, pop: int) -> int:
         if self.chunk_size is not None:
             return self.chunk_size
         size = math.ceil(pop / max(1, _worker_count(self.executor)))

@@ -347,6 +347,14 @@ ENTRIES: list[Entry] = [
         **_DFO,
     ),
     Entry(
+        "EnsembleKalmanInversion",
+        lambda p: _t("EnsembleKalmanInversion")(p, n_particles=4, step_size=10.0, randomize="step", seed=1),
+        _sphere,
+        batching=True,
+        minimal=_only("EnsembleKalmanInversion"),
+        **_DFO,
+    ),
+    Entry(
         "SwarmOfOptimizers",
         lambda p: _t("SwarmOfOptimizers")(p, lambda q: _t("SPSA")(q, opt=_adam, seed=2), n=2, seed=1),
         _rosen,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ def _problem(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return A, y, np.linalg.lstsq(A, y, rcond=None)[0]
 
 
-def _eki(w: torch.Tensor, A: np.ndarray, y: np.ndarray, **kw: object) -> tzb.EnsembleKalmanInversion:
+def _eki(w: torch.Tensor, A: np.ndarray, y: np.ndarray, **kw: Any) -> tzb.EnsembleKalmanInversion:
     At, yt = torch.tensor(A), torch.tensor(y)
     return tzb.EnsembleKalmanInversion([w], n_particles=12, forward=lambda: At @ w, target=yt, seed=0, **kw)
 
@@ -147,3 +149,7 @@ def test_bad_options_are_refused_by_name() -> None:
     bad = tzb.EnsembleKalmanInversion([w], forward=lambda: w * 2, target=torch.ones(3))
     with pytest.raises(ValueError, match="target"):
         bad.step()
+    with pytest.raises(ValueError, match="noise"):
+        tzb.EnsembleKalmanInversion([w], forward=lambda: w * 2, target=torch.ones(2), noise=torch.ones(3)).step()
+    with pytest.raises(ValueError, match="executor"):
+        tzb.EnsembleKalmanInversion([w], forward=lambda: w, executor=ThreadPoolExecutor(1))

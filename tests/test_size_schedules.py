@@ -126,7 +126,7 @@ def test_ensemble_kalman_grows_by_its_schedule_around_the_mean() -> None:
 
 @pytest.mark.parametrize("name", ["ParticleSwarm", "EnsembleKalmanInversion", "EvolutionStrategy"])
 def test_state_dict_round_trip_mid_growth(name: str) -> None:
-    def fresh() -> tuple[torch.Tensor, torch.optim.Optimizer]:
+    def fresh() -> tuple[torch.Tensor, tzb.DerivativeFreeOptimizer]:
         w = torch.tensor([1.0, -1.0, 2.0], dtype=torch.float64)
         if name == "EvolutionStrategy":
             return w, tzb.EvolutionStrategy([w], n_parents=2, n_offspring=3, size_schedule="linear", seed=5)

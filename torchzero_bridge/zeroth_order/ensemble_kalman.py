@@ -186,6 +186,8 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
         y = self.target.expand_as(g) if self.target.numel() == 1 else self.target
         if y.shape != g.shape:
             raise ValueError(f"target: it has {y.numel()} entries but forward() returned {g.numel()}")
+        if self.noise.numel() not in (1, g.numel()) and self.noise.shape[0] != g.numel():
+            raise ValueError(f"noise: it is {tuple(self.noise.shape)} but forward() returned {g.numel()} values")
         r = y - g
         self._last_g = g
         return 0.5 * (r * _solve(self.noise, r[:, None])[:, 0]).sum()
@@ -245,6 +247,8 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
         d_g = G - G.mean(0)
         c_tg = d_theta.T @ d_g / J  # (n, m)
         c_gg = d_g.T @ d_g / J  # (m, m)
+        if self.noise.ndim == 1 and self.noise.numel() not in (1, m):
+            raise ValueError(f"noise: it has {self.noise.numel()} variances but forward() returned {m} values")
         gamma = self.noise if self.noise.ndim == 2 else torch.diag(self.noise.expand(m))
         if gamma.shape[0] != m:
             raise ValueError(f"noise: it is {tuple(gamma.shape)} but forward() returned {m} values")

@@ -52,23 +52,29 @@ def test_perturbed_observations_converge_near_the_least_squares_solution() -> No
     assert float(np.abs(opt.ensemble_mean.numpy() - solution).max()) < 0.05
 
 
-def test_one_step_is_the_kalman_update_written_out() -> None:
+@pytest.mark.parametrize("randomize", [None, "step"])
+def test_one_step_is_the_kalman_update_written_out(randomize: str | None) -> None:
     A, y, _ = _problem(2)
     gamma = np.diag(np.linspace(0.5, 2.0, 30)) + 0.1  # full symmetric positive definite noise
     w = torch.zeros(5, dtype=torch.float64)
     At, yt = torch.tensor(A), torch.tensor(y)
     h = 3.0
     opt = tzb.EnsembleKalmanInversion(
-        [w], n_particles=7, forward=lambda: At @ w, target=yt, noise=torch.tensor(gamma), step_size=h, seed=4
+        [w], 7, forward=lambda: At @ w, target=yt, noise=torch.tensor(gamma), step_size=h, randomize=randomize, seed=4
     )
     opt.step()
     assert opt.ensemble is not None
     theta = opt.ensemble.numpy().copy()  # the ensemble the next step evaluates and moves
+    gen = torch.Generator().set_state(opt.rng.get("cpu").get_state())
     opt.step()
+    Y = np.tile(y, (7, 1))
+    if randomize == "step":  # perturbed observations, eta ~ N(0, Gamma / h)
+        z = torch.randn((7, 30), generator=gen, dtype=torch.float64).numpy()
+        Y = Y + z @ np.linalg.cholesky(gamma).T / np.sqrt(h)
     G = theta @ A.T
     dt, dg = theta - theta.mean(0), G - G.mean(0)
     c_tg, c_gg = dt.T @ dg / 7, dg.T @ dg / 7
-    expected = theta + h * (c_tg @ np.linalg.solve(h * c_gg + gamma, (y - G).T)).T
+    expected = theta + h * (c_tg @ np.linalg.solve(h * c_gg + gamma, (Y - G).T)).T
     np.testing.assert_allclose(opt.ensemble.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 

@@ -7,9 +7,10 @@ the Kalman update (Schillings & Stuart 2017; Kovachki & Stuart 2019 for neural n
 
 with the ensemble covariances ``C^{theta G}`` and ``C^{GG}`` (divided by ``J``), the observation
 noise covariance ``Gamma`` and the step size ``h``. Without noise (``randomize=None``) ``y_j = y``;
-``randomize="step"`` perturbs the observations every step (``y_j = y + eta_j``,
-``eta_j ~ N(0, Gamma)``); ``randomize="epoch"`` keeps ``y_j = y`` and, at the end of every
-epoch of ``epoch_steps`` steps, draws the ensemble afresh around its mean
+``randomize="step"`` perturbs the observations every step: ``y_j = y + eta_j`` with
+``eta_j ~ N(0, Gamma / h)``, since the update is a Kalman step with observation noise ``Gamma / h``
+(the discretized stochastic EKI flow); ``randomize="epoch"`` keeps ``y_j = y`` and, at the end of
+every epoch of ``epoch_steps`` steps, draws the ensemble afresh around its mean
 (``mean + init_std * N(0, I)``).
 
 The forward map comes in one of two forms:
@@ -257,7 +258,7 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
         if self.randomize == "step":
             gen = self._generator(space)
             z = torch.randn((J, m), generator=gen, dtype=space.dtype, device=space.device).to("cpu", torch.float64)
-            Y = Y + z @ torch.linalg.cholesky(gamma).T
+            Y = Y + (z @ torch.linalg.cholesky(gamma).T) / self.step_size**0.5  # eta ~ N(0, Gamma / h)
         h = self.step_size
         step = torch.linalg.solve(h * c_gg + gamma, (Y - G).T)  # (m, J)
         return (theta + h * (c_tg @ step).T).to(device=space.device, dtype=space.dtype)

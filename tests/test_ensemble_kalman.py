@@ -52,15 +52,23 @@ def test_perturbed_observations_converge_near_the_least_squares_solution() -> No
     assert float(np.abs(opt.ensemble_mean.numpy() - solution).max()) < 0.05
 
 
-@pytest.mark.parametrize("randomize", [None, "step"])
-def test_one_step_is_the_kalman_update_written_out(randomize: str | None) -> None:
+@pytest.mark.parametrize(("randomize", "full"), [(None, True), ("step", True), (None, False), ("step", False)])
+def test_one_step_is_the_kalman_update_written_out(randomize: str | None, full: bool) -> None:
     A, y, _ = _problem(2)
-    gamma = np.diag(np.linspace(0.5, 2.0, 30)) + 0.1  # full symmetric positive definite noise
+    # a full symmetric positive definite noise, or a diagonal one (30 predictions > 7 particles: the Woodbury path)
+    gamma = np.diag(np.linspace(0.5, 2.0, 30)) + (0.1 if full else 0.0)
     w = torch.zeros(5, dtype=torch.float64)
     At, yt = torch.tensor(A), torch.tensor(y)
     h = 3.0
     opt = tzb.EnsembleKalmanInversion(
-        [w], 7, forward=lambda: At @ w, target=yt, noise=torch.tensor(gamma), step_size=h, randomize=randomize, seed=4
+        [w],
+        7,
+        forward=lambda: At @ w,
+        target=yt,
+        noise=torch.tensor(gamma if full else np.diag(gamma).copy()),
+        step_size=h,
+        randomize=randomize,
+        seed=4,
     )
     opt.step()
     assert opt.ensemble is not None

@@ -260,7 +260,13 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
             z = torch.randn((J, m), generator=gen, dtype=space.dtype, device=space.device).to("cpu", torch.float64)
             Y = Y + (z @ torch.linalg.cholesky(gamma).T) / self.step_size**0.5  # eta ~ N(0, Gamma / h)
         h = self.step_size
-        step = torch.linalg.solve(h * c_gg + gamma, (Y - G).T)  # (m, J)
+        if self.noise.ndim == 1 and m > J:  # Woodbury: a (J, J) solve instead of (m, m) for many predictions
+            d = self.noise.expand(m)[:, None]
+            gi_r, gi_u = (Y - G).T / d, d_g.T / d
+            inner = torch.eye(J, dtype=torch.float64) * (J / h) + d_g @ gi_u
+            step = gi_r - gi_u @ torch.linalg.solve(inner, d_g @ gi_r)
+        else:
+            step = torch.linalg.solve(h * c_gg + gamma, (Y - G).T)  # (m, J)
         return (theta + h * (c_tg @ step).T).to(device=space.device, dtype=space.dtype)
 
 

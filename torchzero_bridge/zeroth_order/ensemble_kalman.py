@@ -71,7 +71,8 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
             (vector form); ``None`` uses the closure's loss as a scalar forward map.
         target: the data ``y``: a number or a tensor shaped like ``forward()``'s result (default 0).
         noise: ``Gamma``: a positive number (``noise * I``), a 1-D tensor (diagonal) or a 2-D
-            symmetric positive definite tensor.
+            symmetric positive definite tensor. A diagonal noise with more predictions ``m`` than
+            particles costs one ``(J, J)`` solve per step; a full matrix one ``(m, m)`` solve.
         step_size: ``h``; larger steps move further per step (``h -> inf`` is a Gauss-Newton-like
             step within the ensemble's span).
         randomize: ``None`` (deterministic EKI), ``"step"`` (perturbed observations each step) or

@@ -354,6 +354,38 @@ ENTRIES: list[Entry] = [
         **_DFO,
     ),
     Entry(
+        "EnsembleKalmanInversion",
+        lambda p: _t("EnsembleKalmanInversion")(p, n_particles=4, step_size=10.0, randomize="step", seed=1),
+        _sphere,
+        batching=True,
+        minimal=_only("EnsembleKalmanInversion"),
+        **_DFO,
+    ),
+    Entry(
+        "ParticleSwarm[size_schedule]",
+        lambda p: _t("ParticleSwarm")(p, n_particles=3, size_schedule="linear", seed=1),
+        _sphere,
+        batching=True,
+        **_DFO,
+    ),
+    Entry(
+        "EvolutionStrategy[size_schedule]",
+        lambda p: _t("EvolutionStrategy")(p, n_parents=2, n_offspring=3, size_schedule="linear", seed=1),
+        _sphere,
+        integers=True,
+        batching=True,
+        **_DFO,
+    ),
+    Entry(
+        "EnsembleKalmanInversion[epoch,size_schedule]",
+        lambda p: _t("EnsembleKalmanInversion")(
+            p, n_particles=3, randomize="epoch", epoch_steps=2, size_schedule="linear", seed=1
+        ),
+        _sphere,
+        batching=True,
+        **_DFO,
+    ),
+    Entry(
         "SwarmOfOptimizers",
         lambda p: _t("SwarmOfOptimizers")(p, lambda q: _t("SPSA")(q, opt=_adam, seed=2), n=2, seed=1),
         _rosen,

@@ -13,6 +13,7 @@ Example:
 from torchzero_bridge.zeroth_order.annealing import SimulatedAnnealing
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.directions import DISTRIBUTIONS
+from torchzero_bridge.zeroth_order.ensemble_kalman import EnsembleKalmanInversion
 from torchzero_bridge.zeroth_order.estimators import (
     FDM,
     FORMULAS,
@@ -27,6 +28,7 @@ from torchzero_bridge.zeroth_order.estimators import (
 from torchzero_bridge.zeroth_order.grad_chain import GradChain
 from torchzero_bridge.zeroth_order.population import EvolutionStrategy, ParticleSwarm
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
+from torchzero_bridge.zeroth_order.schedules import GeometricGrowth, LinearGrowth
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
 from torchzero_bridge.zeroth_order.several_lr import BestOfLRs
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
@@ -42,12 +44,15 @@ __all__ = [
     "SPSA",
     "BestOfLRs",
     "DerivativeFreeOptimizer",
+    "EnsembleKalmanInversion",
     "EvolutionStrategy",
     "ForwardGradient",
     "GaussianSmoothing",
+    "GeometricGrowth",
     "GradChain",
     "GradientEstimator",
     "GridSearch",
+    "LinearGrowth",
     "MeZO",
     "MomentumToBest",
     "ParticleSwarm",

@@ -27,6 +27,7 @@ from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
+from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
 from torchzero_bridge.zeroth_order.search import uniform_in_bounds
 
 __all__ = ["RECOMBINATIONS", "EvolutionStrategy", "ParticleSwarm"]
@@ -34,9 +35,15 @@ __all__ = ["RECOMBINATIONS", "EvolutionStrategy", "ParticleSwarm"]
 RECOMBINATIONS = ("intermediate", "none")
 
 
-def _check_rows(st: dict[str, Any], key: str, rows: int, n: int) -> None:
+def _check_rows(st: dict[str, Any], key: str, rows: int | None, n: int) -> None:
+    """A saved ``(rows, n)`` tensor (``rows=None``: any count of at least 2, the same for every key checked)."""
     t = st.get(key)
-    if t is not None and tuple(t.shape) != (rows, n):
+    if t is None:
+        return
+    if rows is None:
+        ok = t.ndim == 2 and t.shape[1] == n and t.shape[0] >= 2
+        rows = t.shape[0] if ok else -1
+    if tuple(t.shape) != (rows, n):
         raise ValueError(f"state_dict: saved {key!r} has shape {tuple(t.shape)}, expected {(rows, n)}")
 
 
@@ -50,15 +57,23 @@ class ParticleSwarm(DerivativeFreeOptimizer):
     clips ``x`` to the bounds (zeroing the clipped velocity entries) and evaluates the swarm.
     The first step only evaluates the initial swarm.
 
+    The swarm can grow (``size_schedule=``, or a larger ``n_particles`` set between steps; it never
+    shrinks): at a step where the size rises, the existing particles move as above and the added
+    ones start as the initial swarm did, around the incumbent instead of the start point (uniform
+    inside finite bounds, elsewhere ``incumbent + init_std * N(0, 1)``) with zero velocity and their
+    first position as personal best; old and new are evaluated in one call.
+
     Args:
         params: iterable of tensors or of param-group dicts.
-        n_particles: swarm size.
+        n_particles: swarm size (at the first step, with ``size_schedule``).
         inertia: velocity damping ``w``.
         cognitive: pull ``c1`` toward each particle's own best.
         social: pull ``c2`` toward the swarm's best.
         init_std: spread of the initial swarm along unbounded entries (default 1).
         max_velocity: per-entry speed limit (``None``: a fifth of the bounded width, none
             on unbounded entries).
+        size_schedule: the swarm size per step: ``"linear"``, ``"geometric"`` or a callable of the
+            0-based step index (see :mod:`~torchzero_bridge.zeroth_order.schedules`); ``None``: ``n_particles``.
         bounds: per-group ``(lo, hi)``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -92,6 +107,7 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         *,
         init_std: float | None = None,
         max_velocity: float | None = None,
+        size_schedule: SizeSchedule = None,
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -99,6 +115,12 @@ class ParticleSwarm(DerivativeFreeOptimizer):
     ) -> None:
         self.executor = check_executor(executor, type(self).__name__)
         self.n_particles = check_int(n_particles, "n_particles", type(self).__name__, minimum=2)
+        self.size_schedule = size_schedule
+        self._schedule = (
+            None
+            if size_schedule is None
+            else resolve_size_schedule(size_schedule, self.n_particles, "n_particles", type(self).__name__, minimum=2)
+        )
         self.inertia = check_positive(inertia, "inertia", type(self).__name__, allow_zero=True)
         self.cognitive = check_positive(cognitive, "cognitive", type(self).__name__, allow_zero=True)
         self.social = check_positive(social, "social", type(self).__name__, allow_zero=True)
@@ -111,8 +133,22 @@ class ParticleSwarm(DerivativeFreeOptimizer):
             warn_ignored("init_std", "every entry has finite bounds, so the swarm starts uniformly inside them")
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
+        rows = st["positions"].shape[0] if isinstance(st.get("positions"), torch.Tensor) else None
         for key in ("positions", "velocities", "pbest"):
-            _check_rows(st, key, self.n_particles, space.n)
+            _check_rows(st, key, rows, space.n)
+
+    def _size(self, step: int) -> int:
+        if self._schedule is not None:
+            return self._schedule(step)
+        return check_int(self.n_particles, "n_particles", type(self).__name__, minimum=2)
+
+    def _spawn(self, space: FlatSpace, center: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` particles placed as the initial swarm is: uniform in finite bounds, else around ``center``."""
+        gen = self._generator(space)
+        z = torch.randn((count, space.n), generator=gen, dtype=space.dtype, device=space.device)
+        return space.project(
+            torch.where(space.bounded, uniform_in_bounds(space, count, gen), center + self.init_std * z)
+        )
 
     def _vmax(self, space: FlatSpace) -> torch.Tensor:
         if self.max_velocity is not None:
@@ -121,11 +157,11 @@ class ParticleSwarm(DerivativeFreeOptimizer):
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         gen = self._generator(space)
-        m, n = self.n_particles, space.n
+        size = self._size(st["steps"])
         if "positions" not in st:
+            m = size
             start = st["best_x"]
-            spread = start + self.init_std * torch.randn((m, n), generator=gen, dtype=space.dtype, device=space.device)
-            X = space.project(torch.where(space.bounded, uniform_in_bounds(space, m, gen), spread))
+            X = self._spawn(space, start, m)
             X[0] = start
             f = torch.empty(m, dtype=torch.float64)
             f[0] = st["best_f"]
@@ -134,6 +170,7 @@ class ParticleSwarm(DerivativeFreeOptimizer):
             return
         X, V = st["positions"], st["velocities"]
         P, pf = st["pbest"], st["pbest_f"]
+        m, n = X.shape
         g = P[int(torch.argmin(pf))]
         if pf.min() > st["best_f"]:  # the incumbent was set from outside: follow it
             g = st["best_x"]
@@ -146,10 +183,17 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         X = space.project(moved)
         clipped = (moved < space.lo) | (moved > space.hi)
         V = torch.where(clipped, torch.zeros_like(V), V)
-        f = self._evaluate_many(space, X)
+        new = self._spawn(space, g, size - m) if size > m else X[:0]
+        f_all = self._evaluate_many(space, torch.cat([X, new]) if new.shape[0] else X)
+        f, f_new = f_all[:m], f_all[m:]
         better = f < pf
         P = torch.where(better.to(space.device)[:, None], X, P)
-        st.update(positions=X, velocities=V, pbest=P, pbest_f=torch.where(better, f, pf))
+        st.update(
+            positions=torch.cat([X, new]),
+            velocities=torch.cat([V, torch.zeros_like(new)]),
+            pbest=torch.cat([P, new]),
+            pbest_f=torch.cat([torch.where(better, f, pf), f_new]),
+        )
 
 
 class EvolutionStrategy(DerivativeFreeOptimizer):
@@ -170,6 +214,10 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         plus: ``(mu + lambda)`` selection (parents survive) instead of ``(mu, lambda)``.
         recombination: ``"intermediate"`` (default) or ``"none"``.
         tau: learning rate of the step sizes (default ``1 / sqrt(2 n)``).
+        size_schedule: the number of offspring per step: ``"linear"``, ``"geometric"`` or a callable
+            of the 0-based step index (see :mod:`~torchzero_bridge.zeroth_order.schedules`);
+            ``None``: ``n_offspring``. Offspring are drawn afresh every step, so a larger brood is
+            simply more children of the same parents (at least ``n_parents`` with comma selection).
         bounds: per-group ``(lo, hi)``.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -205,6 +253,7 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         plus: bool = False,
         recombination: str = "intermediate",
         tau: float | None = None,
+        size_schedule: SizeSchedule = None,
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -227,6 +276,18 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         self.plus = plus
         self.recombination = recombination
         self.tau = None if tau is None else check_positive(tau, "tau", type(self).__name__)
+        self.size_schedule = size_schedule
+        self._schedule = (
+            None
+            if size_schedule is None
+            else resolve_size_schedule(
+                size_schedule,
+                self.n_offspring,
+                "n_offspring",
+                type(self).__name__,
+                minimum=1 if plus else self.n_parents,
+            )
+        )
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
@@ -246,7 +307,7 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         gen = self._generator(space)
-        lam, n = self.n_offspring, space.n
+        lam, n = self.n_offspring if self._schedule is None else self._schedule(st["steps"]), space.n
         tau = self.tau if self.tau is not None else 1.0 / math.sqrt(2.0 * n)
         P, S = st["parents"], st["sigmas"]
         if self.recombination == "intermediate":

@@ -315,6 +315,19 @@ ENTRIES: list[Entry] = [
     ),
     Entry("RandomWalk", lambda p: _t("RandomWalk")(p, lr=0.2, seed=1), _sphere, minimal=_only("RandomWalk"), **_DFO),
     Entry(
+        "AdaptiveOrderWalk",
+        lambda p: _t("AdaptiveOrderWalk")(p, lr=0.2, seed=1),
+        _sphere,
+        minimal=_only("AdaptiveOrderWalk"),
+        **_DFO,
+    ),
+    Entry(
+        "AdaptiveOrderWalk[convex]",
+        lambda p: _t("AdaptiveOrderWalk")(p, lr=0.2, convex=True, on_reject="opposite", seed=1),
+        _sphere,
+        **_DFO,
+    ),
+    Entry(
         "SecondOrderRandomWalk",
         lambda p: _t("SecondOrderRandomWalk")(p, lr=0.2, seed=1),
         _sphere,

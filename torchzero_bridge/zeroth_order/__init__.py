@@ -10,6 +10,7 @@ Example:
     2
 """
 
+from torchzero_bridge.zeroth_order.adaptive_walk import AdaptiveOrderWalk
 from torchzero_bridge.zeroth_order.annealing import SimulatedAnnealing
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.directions import DISTRIBUTIONS
@@ -40,6 +41,7 @@ __all__ = [
     "FORMULAS",
     "RDSA",
     "SPSA",
+    "AdaptiveOrderWalk",
     "BestOfLRs",
     "DerivativeFreeOptimizer",
     "EvolutionStrategy",

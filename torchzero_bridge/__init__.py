@@ -30,6 +30,7 @@ from torchzero_bridge.scipy import (
     newton_cg_armijo,
 )
 from torchzero_bridge.zeroth_order import (
+    AR1,
     FDM,
     RDSA,
     SPSA,
@@ -53,6 +54,7 @@ from torchzero_bridge.zeroth_order import (
     SequentialSearch,
     ShrinkingRandomSearch,
     SimulatedAnnealing,
+    Smoothed,
     SwarmOfOptimizers,
     UndoOnRise,
 )
@@ -60,6 +62,7 @@ from torchzero_bridge.zeroth_order import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AR1",
     "FDM",
     "RDSA",
     "SPSA",
@@ -104,6 +107,7 @@ __all__ = [
     "SequentialSearch",
     "ShrinkingRandomSearch",
     "SimulatedAnnealing",
+    "Smoothed",
     "StopSolve",
     "SwarmOfOptimizers",
     "UndoOnRise",

@@ -30,12 +30,14 @@ from torchzero_bridge.zeroth_order.population import EvolutionStrategy, Particle
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
 from torchzero_bridge.zeroth_order.several_lr import BestOfLRs
+from torchzero_bridge.zeroth_order.smooth_directions import AR1, Smoothed
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
 from torchzero_bridge.zeroth_order.toward_best import MomentumToBest
 from torchzero_bridge.zeroth_order.undo import UndoOnRise
 from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
 
 __all__ = [
+    "AR1",
     "DISTRIBUTIONS",
     "FDM",
     "FORMULAS",
@@ -61,6 +63,7 @@ __all__ = [
     "SequentialSearch",
     "ShrinkingRandomSearch",
     "SimulatedAnnealing",
+    "Smoothed",
     "SwarmOfOptimizers",
     "UndoOnRise",
 ]

@@ -36,6 +36,7 @@ import torch
 
 from torchzero_bridge._checks import check_int
 from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.zeroth_order.smooth_directions import Distribution
 from torchzero_bridge.zeroth_order.walks import _Walk
 
 __all__ = ["AdaptiveOrderWalk"]
@@ -65,6 +66,8 @@ class AdaptiveOrderWalk(_Walk):
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
         stochastic: minibatch mode: re-evaluate the incumbent on each step's batch first.
+        distribution: draw ``z`` per tensor from a direction distribution (a name,
+            ``smooth_directions.Smoothed`` or ``AR1``) instead of ``torch.randn``.
 
     Attributes:
         order: the order of the next move.
@@ -103,6 +106,7 @@ class AdaptiveOrderWalk(_Walk):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         stochastic: bool = False,
+        distribution: Distribution | None = None,
     ) -> None:
         name = type(self).__name__
         self.max_order = check_int(max_order, "max_order", name)
@@ -114,7 +118,15 @@ class AdaptiveOrderWalk(_Walk):
         if self.start_order > self.max_order:
             raise ValueError(f"{name}: start_order expected at most max_order={self.max_order}, got {start_order!r}")
         super().__init__(
-            params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator, stochastic
+            params,
+            {"lr": lr, "bounds": bounds},
+            on_reject,
+            adapt,
+            target_rate,
+            seed,
+            generator,
+            stochastic,
+            distribution,
         )
 
     @property
@@ -141,7 +153,7 @@ class AdaptiveOrderWalk(_Walk):
         if self._stalled(space, st):
             return
         k = int(st["order"])
-        z = torch.randn(space.n, generator=self._generator(space), dtype=space.dtype, device=space.device)
+        z = self._noise(space, st)
         delta = space.group_vector(self.param_groups, "lr") * st["scale"] * z
         vel = st["vel"]
         saved = vel[: k - 1].clone()

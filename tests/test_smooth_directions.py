@@ -239,3 +239,34 @@ def test_bad_specs_are_named() -> None:
         tzb.MeZO([torch.zeros(2)], distribution=tzb.AR1(0.5))
     with pytest.raises(ValueError, match="distribution"):
         tzb.RandomizedFDM([torch.zeros(2)], distribution=3)  # type: ignore[arg-type]
+
+
+def test_an_added_param_group_starts_a_new_chain() -> None:
+    w, v = torch.zeros(3, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    est = tzb.RandomizedFDM([w], h=1e-2, distribution=tzb.AR1(0.9), seed=0)
+    est.step(lambda backward=True: (w**2).sum())
+    est.add_param_group({"params": [v]})
+    est.step(lambda backward=True: (w**2).sum() + (v**2).sum())
+    assert [tuple(p.shape) for p in est.sampler.prev] == [(3,), (2,)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_smoothed_and_ar1_runs_repeat_and_resume() -> None:
+    def run(steps: int, state=None):
+        w = torch.linspace(-1.0, 1.0, 96, device="cuda").reshape(8, 12).requires_grad_(True)
+        dist = tzb.AR1(0.8, tzb.Smoothed())
+        est = tzb.RandomizedFDM([w], h=1e-2, distribution=dist, seed=3, opt=lambda p: torch.optim.SGD(p, lr=0.05))
+        if state is not None:
+            est.load_state_dict(state[0])
+            with torch.no_grad():
+                w.copy_(state[1])
+        for _ in range(steps):
+            est.step(lambda backward=True: ((w - 0.5) ** 2).sum())
+        return w.detach().clone(), est.state_dict()
+
+    a, _ = run(6)
+    b, _ = run(6)
+    assert torch.equal(a, b)
+    mid, saved = run(3)
+    c, _ = run(3, (saved, mid))
+    assert torch.equal(a, c)

@@ -195,7 +195,8 @@ class CorrelatedSampler(DirectionSampler):
     """:class:`AR1` directions: the direction for ``seed`` is ``rho * prev + sqrt(1 - rho²) * z(seed)``.
 
     ``prev`` (the last committed direction, per tensor) changes only in :meth:`commit` /
-    :meth:`draw`, so any number of candidate seeds can be regenerated between commits.
+    :meth:`draw`, so any number of candidate seeds can be regenerated between commits. When the
+    tensors no longer match ``prev`` (a param group was added) the chain starts afresh.
     """
 
     def __init__(self, spec: AR1, owner: str = "CorrelatedSampler") -> None:
@@ -250,8 +251,6 @@ class CorrelatedSampler(DirectionSampler):
         if prev is None:
             return None
         if len(prev) != len(tensors) or any(p.shape != t.shape for p, t in zip(prev, tensors)):
-            raise ValueError(
-                f"{self.owner}: the saved previous direction has shapes {[tuple(p.shape) for p in prev]}, "
-                f"the parameters {[tuple(t.shape) for t in tensors]}"
-            )
+            self.prev = None  # the parameters changed (a param group was added): a new chain starts
+            return None
         return [p.to(device=t.device, dtype=t.dtype) for p, t in zip(prev, tensors)]

@@ -86,6 +86,18 @@ NATIVE: dict[str, tuple[Factory, str]] = {
         lambda p, s: tzb.RandomWalk(p, lr=0.1, order=2, adapt=1.2, bounds=BOX, seed=s),
         "OnePlusOne",
     ),
+    "AdaptiveOrderWalk": (
+        lambda p, s: tzb.AdaptiveOrderWalk(p, lr=1.0, max_order=3, adapt=1.5, bounds=BOX, seed=s),
+        "OnePlusOne",
+    ),
+    "AdaptiveOrderWalk(convex)": (
+        lambda p, s: tzb.AdaptiveOrderWalk(p, lr=1.0, max_order=3, convex=True, adapt=1.5, bounds=BOX, seed=s),
+        "OnePlusOne",
+    ),
+    "RandomWalk(AR1 0.5)": (
+        lambda p, s: tzb.RandomWalk(p, lr=1.0, adapt=1.5, distribution=tzb.AR1(0.5), bounds=BOX, seed=s),
+        "OnePlusOne",
+    ),
     "SecondOrderRandomWalk": (
         lambda p, s: tzb.SecondOrderRandomWalk(p, lr=1.0, adapt=1.5, bounds=BOX, seed=s),
         "OnePlusOne",

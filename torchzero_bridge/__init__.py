@@ -30,9 +30,11 @@ from torchzero_bridge.scipy import (
     newton_cg_armijo,
 )
 from torchzero_bridge.zeroth_order import (
+    AR1,
     FDM,
     RDSA,
     SPSA,
+    AdaptiveOrderWalk,
     BestOfLRs,
     DerivativeFreeOptimizer,
     EnsembleKalmanInversion,
@@ -55,6 +57,7 @@ from torchzero_bridge.zeroth_order import (
     SequentialSearch,
     ShrinkingRandomSearch,
     SimulatedAnnealing,
+    Smoothed,
     SwarmOfOptimizers,
     UndoOnRise,
 )
@@ -62,9 +65,11 @@ from torchzero_bridge.zeroth_order import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AR1",
     "FDM",
     "RDSA",
     "SPSA",
+    "AdaptiveOrderWalk",
     "BasinHoppingWrapper",
     "BatchObjective",
     "BestOfLRs",
@@ -108,6 +113,7 @@ __all__ = [
     "SequentialSearch",
     "ShrinkingRandomSearch",
     "SimulatedAnnealing",
+    "Smoothed",
     "StopSolve",
     "SwarmOfOptimizers",
     "UndoOnRise",

@@ -220,6 +220,12 @@ ENTRIES: list[Entry] = [
         **_ESTIMATOR,
     ),
     Entry(
+        "RandomizedFDM[AR1]",
+        lambda p: _t("RandomizedFDM")(p, n_samples=2, distribution=_t("AR1")(0.8, _t("Smoothed")()), opt=_adam, seed=1),
+        _rosen,
+        **_ESTIMATOR,
+    ),
+    Entry(
         "ForwardGradient",
         lambda p: _t("ForwardGradient")(p, opt=_adam, seed=1),
         _rosen,
@@ -238,6 +244,12 @@ ENTRIES: list[Entry] = [
         lambda p: _t("RandomGrad")(p, lr=1e-2, opt=_adam, seed=1),
         _rosen,
         minimal=_only("RandomGrad"),
+        **_ESTIMATOR,
+    ),
+    Entry(
+        "RandomGrad[AR1]",
+        lambda p: _t("RandomGrad")(p, lr=1e-2, opt=_adam, distribution=_t("AR1")(0.9), best_of=2, seed=1),
+        _rosen,
         **_ESTIMATOR,
     ),
     Entry(
@@ -321,6 +333,31 @@ ENTRIES: list[Entry] = [
         **{**_DFO, "stochastic": False},
     ),
     Entry("RandomWalk", lambda p: _t("RandomWalk")(p, lr=0.2, seed=1), _sphere, minimal=_only("RandomWalk"), **_DFO),
+    Entry(
+        "AdaptiveOrderWalk",
+        lambda p: _t("AdaptiveOrderWalk")(p, lr=0.2, seed=1),
+        _sphere,
+        minimal=_only("AdaptiveOrderWalk"),
+        **_DFO,
+    ),
+    Entry(
+        "AdaptiveOrderWalk[convex]",
+        lambda p: _t("AdaptiveOrderWalk")(p, lr=0.2, convex=True, on_reject="opposite", seed=1),
+        _sphere,
+        **_DFO,
+    ),
+    Entry(
+        "RandomWalk[AR1]",
+        lambda p: _t("RandomWalk")(p, lr=0.2, order=2, distribution=_t("AR1")(0.7), seed=1),
+        _sphere,
+        **_DFO,
+    ),
+    Entry(
+        "AdaptiveOrderWalk[Smoothed]",
+        lambda p: _t("AdaptiveOrderWalk")(p, lr=0.2, distribution=_t("Smoothed")((1.0, 1.0)), seed=1),
+        _sphere,
+        **_DFO,
+    ),
     Entry(
         "SecondOrderRandomWalk",
         lambda p: _t("SecondOrderRandomWalk")(p, lr=0.2, seed=1),

@@ -10,6 +10,7 @@ Example:
     2
 """
 
+from torchzero_bridge.zeroth_order.adaptive_walk import AdaptiveOrderWalk
 from torchzero_bridge.zeroth_order.annealing import SimulatedAnnealing
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.directions import DISTRIBUTIONS
@@ -31,17 +32,20 @@ from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.schedules import GeometricGrowth, LinearGrowth
 from torchzero_bridge.zeroth_order.search import GridSearch, RandomSearch, SequentialSearch, ShrinkingRandomSearch
 from torchzero_bridge.zeroth_order.several_lr import BestOfLRs
+from torchzero_bridge.zeroth_order.smooth_directions import AR1, Smoothed
 from torchzero_bridge.zeroth_order.swarm import SwarmOfOptimizers
 from torchzero_bridge.zeroth_order.toward_best import MomentumToBest
 from torchzero_bridge.zeroth_order.undo import UndoOnRise
 from torchzero_bridge.zeroth_order.walks import RandomWalk, SecondOrderRandomWalk
 
 __all__ = [
+    "AR1",
     "DISTRIBUTIONS",
     "FDM",
     "FORMULAS",
     "RDSA",
     "SPSA",
+    "AdaptiveOrderWalk",
     "BestOfLRs",
     "DerivativeFreeOptimizer",
     "EnsembleKalmanInversion",
@@ -64,6 +68,7 @@ __all__ = [
     "SequentialSearch",
     "ShrinkingRandomSearch",
     "SimulatedAnnealing",
+    "Smoothed",
     "SwarmOfOptimizers",
     "UndoOnRise",
 ]

@@ -24,6 +24,9 @@ At most one chunk of the direction is alive at a time: the sampler keeps one scr
 dtype and device of ``min(largest contiguous tensor, CHUNK)`` entries between calls (1 MiB for
 float32), and a tensor that is not contiguous gets its own for the duration of its piece.
 
+Directions smoothed in time or along each tensor's last dimension are in
+:mod:`~torchzero_bridge.zeroth_order.smooth_directions` (``AR1``, ``Smoothed``).
+
 Example:
     >>> import torch
     >>> from torchzero_bridge.zeroth_order.directions import DirectionSampler
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -101,6 +105,7 @@ class DirectionSampler:
 
     def __init__(self, distribution: str, owner: str = "DirectionSampler") -> None:
         self.distribution = check_distribution(distribution, owner)
+        self.owner = owner
         self._gens: dict[str, torch.Generator] = {}
         self._tables: dict[tuple[torch.dtype, str], torch.Tensor] = {}
         self._buffers: dict[tuple[torch.dtype, str], torch.Tensor] = {}
@@ -145,6 +150,23 @@ class DirectionSampler:
         for i, sl, d in self.pieces(seed, tensors, self.sphere_scale(seed, tensors)):
             piece_of(out[i], sl).copy_(d)
         return out
+
+    def draw(self, seed: int, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """:meth:`sample`, committed (see :meth:`commit`)."""
+        return self.sample(seed, tensors)
+
+    def commit(self, seed: int, tensors: Sequence[torch.Tensor]) -> None:
+        """Record that ``seed``'s direction was used: nothing for these memoryless distributions.
+
+        Samplers whose directions depend on the previous one (``smooth_directions.AR1``) advance here.
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a later direction depends on: nothing here."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (nothing here)."""
 
     def sphere_scale(self, seed: int, tensors: Sequence[torch.Tensor]) -> float:
         """The ``scale`` that normalizes ``"sphere"`` (one generation pass; 1 for the others)."""

@@ -28,10 +28,11 @@ from torchzero_bridge.core.record import warn_nonfinite_step
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.zeroth_order.common import SeededRNG
-from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
+from torchzero_bridge.zeroth_order.directions import piece_of
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.estimators.walk import Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
+from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["RandomGrad"]
 
@@ -67,7 +68,9 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             plain SGD with ``lr``. It is stepped without a closure, so one that needs a closure
             (``torch.optim.LBFGS``) is refused. A constructed one keeps its own param groups
             (group options meant for it raise ``IgnoredOptionWarning``).
-        distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``.
+        distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``, or
+            smoothed directions (``smooth_directions.Smoothed``/``AR1``; the ``AR1`` chain advances
+            with the direction each step uses).
         best_of: directions tried per step.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
@@ -98,14 +101,14 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         lr: float = 1e-5,
         opt: OptimizerSpec | None = None,
         *,
-        distribution: str = "gaussian",
+        distribution: Distribution = "gaussian",
         best_of: int = 1,
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         check_positive(lr, "lr", "RandomGrad")
         self.best_of = check_int(best_of, "best_of", "RandomGrad")
-        self.sampler = DirectionSampler(distribution, "RandomGrad")
+        self.sampler = make_sampler(distribution, "RandomGrad")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"RandomGrad: generator expected a torch.Generator, got {type(generator).__name__}")
         check_spec(opt, owner="RandomGrad", what="opt")
@@ -121,8 +124,8 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             self.opt = build_optimizer(opt, forward_groups(self.param_groups, ["lr"]), owner="RandomGrad", what="opt")
 
     @property
-    def distribution(self) -> str:
-        """Name of the direction distribution."""
+    def distribution(self) -> Distribution:
+        """The direction distribution (a name, ``Smoothed`` or ``AR1``)."""
         return self.sampler.distribution
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -199,6 +202,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             grads.append(torch.view_as_real(g) if g.is_complex() else g)
         for i, sl, d in self.sampler.pieces(best_seed, reals, self.sampler.sphere_scale(best_seed, reals)):
             piece_of(grads[i], sl).copy_(d).mul_(sign)
+        self.sampler.commit(best_seed, reals)  # an AR1 chain advances with the direction used
         if self.opt is None:
             for p, lr in zip(tensors, lrs):
                 p.sub_(p.grad, alpha=lr)
@@ -213,6 +217,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             "rng": self.rng.state_dict(),
             "opt": None if self.opt is None else self.opt.state_dict(),
             "nfev": self.nfev,
+            "directions": self.sampler.state_dict(),
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
@@ -220,3 +225,5 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         if self.opt is not None and state.get("opt") is not None:
             self.opt.load_state_dict(state["opt"])
         self.nfev = int(state.get("nfev", self.nfev))
+        if state.get("directions") is not None:
+            self.sampler.load_state_dict(state["directions"])

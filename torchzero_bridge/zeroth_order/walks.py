@@ -38,6 +38,7 @@ import torch
 from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
+from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["ON_REJECT", "RandomWalk", "SecondOrderRandomWalk", "check_adapt"]
 
@@ -102,15 +103,44 @@ class _Walk(DerivativeFreeOptimizer):
         seed: int | None,
         generator: torch.Generator | None,
         stochastic: bool,
+        distribution: Distribution | None = None,
     ) -> None:
+        self.sampler = None if distribution is None else make_sampler(distribution, type(self).__name__)
         if on_reject not in ON_REJECT:
             raise ValueError(f"{type(self).__name__}: on_reject expected one of {ON_REJECT}, got {on_reject!r}")
         self.on_reject = on_reject
         self.adapt, self.target_rate = check_adapt(adapt, target_rate, 0.2, type(self).__name__)
         super().__init__(params, defaults, seed=seed, generator=generator, stochastic=stochastic)
 
+    @property
+    def distribution(self) -> Distribution | None:
+        """The noise's direction distribution (``None``: ``torch.randn`` over the flat vector)."""
+        return None if self.sampler is None else self.sampler.distribution
+
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["lr"], f"lr ({where})", type(self).__name__)
+
+    def _noise(self, space: FlatSpace, st: dict[str, Any]) -> torch.Tensor:
+        """One step's noise over the flat vector: ``torch.randn``, or a direction of ``distribution``.
+
+        A direction is drawn per parameter tensor from a sample seed taken from the walk's generator
+        (see :mod:`~torchzero_bridge.zeroth_order.directions`); what a later direction depends on
+        (an ``AR1`` chain's previous direction) is kept in the method state as ``directions``.
+        """
+        gen = self._generator(space)
+        if self.sampler is None:
+            return torch.randn(space.n, generator=gen, dtype=space.dtype, device=space.device)
+        if "directions" not in st:  # a fresh state: a fresh chain
+            self.sampler.load_state_dict({})
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())
+        pieces = self.sampler.draw(seed, space.flat.real)
+        st["directions"] = self.sampler.state_dict()
+        return torch.cat([d.reshape(-1) for d in pieces]).to(device=space.device, dtype=space.dtype)
+
+    def _load_extra_state(self, state: dict[str, Any]) -> None:
+        super()._load_extra_state(state)
+        if self.sampler is not None:
+            self.sampler.load_state_dict(self.method_state.get("directions") or {})
 
     def _stalled(self, space: FlatSpace, st: dict[str, Any]) -> bool:
         """With ``adapt``: mark the walk converged once a step of the adapted scale no longer
@@ -160,6 +190,8 @@ class RandomWalk(_Walk):
         generator: a ``torch.Generator`` to use instead of ``seed``.
         stochastic: minibatch mode: every step first re-evaluates the incumbent on the closure's
             current batch and compares the moves with that value (one more closure run per step).
+        distribution: draw the noise ``z`` per tensor from a direction distribution (a name such as
+            ``"rademacher"``, ``smooth_directions.Smoothed`` or ``AR1``) instead of ``torch.randn``.
 
     Raises:
         ValueError: non-positive ``lr`` or ``order``, unknown ``on_reject``, bad ``adapt``.
@@ -189,10 +221,19 @@ class RandomWalk(_Walk):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         stochastic: bool = False,
+        distribution: Distribution | None = None,
     ) -> None:
         self.order = check_int(order, "order", type(self).__name__)
         super().__init__(
-            params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator, stochastic
+            params,
+            {"lr": lr, "bounds": bounds},
+            on_reject,
+            adapt,
+            target_rate,
+            seed,
+            generator,
+            stochastic,
+            distribution,
         )
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
@@ -210,7 +251,7 @@ class RandomWalk(_Walk):
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         if self._stalled(space, st):
             return
-        z = torch.randn(space.n, generator=self._generator(space), dtype=space.dtype, device=space.device)
+        z = self._noise(space, st)
         move = space.group_vector(self.param_groups, "lr") * st["scale"] * z
         diffs = st["diffs"].clone()
         for k in range(self.order - 2, -1, -1):
@@ -244,6 +285,8 @@ class SecondOrderRandomWalk(_Walk):
         generator: a ``torch.Generator`` to use instead of ``seed``.
         stochastic: minibatch mode: every step first re-evaluates the incumbent on the closure's
             current batch and compares the moves with that value (one more closure run per step).
+        distribution: draw the noise ``z`` per tensor from a direction distribution (a name such as
+            ``"rademacher"``, ``smooth_directions.Smoothed`` or ``AR1``) instead of ``torch.randn``.
 
     Raises:
         ValueError: non-positive ``lr`` or ``turn``, unknown ``on_reject``, bad ``adapt``.
@@ -273,10 +316,19 @@ class SecondOrderRandomWalk(_Walk):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         stochastic: bool = False,
+        distribution: Distribution | None = None,
     ) -> None:
         self.turn = check_positive(turn, "turn", type(self).__name__)
         super().__init__(
-            params, {"lr": lr, "bounds": bounds}, on_reject, adapt, target_rate, seed, generator, stochastic
+            params,
+            {"lr": lr, "bounds": bounds},
+            on_reject,
+            adapt,
+            target_rate,
+            seed,
+            generator,
+            stochastic,
+            distribution,
         )
 
     def _restart(self, space: FlatSpace, st: dict[str, Any], x: torch.Tensor, f: float) -> None:
@@ -293,7 +345,7 @@ class SecondOrderRandomWalk(_Walk):
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         if self._stalled(space, st):
             return
-        z = torch.randn(space.n, generator=self._generator(space), dtype=space.dtype, device=space.device)
+        z = self._noise(space, st)
         u = st["direction"] + self.turn * z / space.n**0.5
         u = u / torch.linalg.vector_norm(u)
         move = space.group_vector(self.param_groups, "lr") * st["scale"] * u

@@ -304,15 +304,20 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         return int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item())
 
     def _extra_state(self) -> dict[str, Any]:
+        sampler = getattr(self, "sampler", None)  # the randomized estimators' direction sampler
         return {
             "rng": None if self.rng is None else self.rng.state_dict(),
             "opt": None if self.opt is None else self.opt.state_dict(),
             "nfev": self.nfev,
+            "directions": None if sampler is None else sampler.state_dict(),  # an AR1 chain's previous direction
         }
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
         if self.rng is not None and state.get("rng") is not None:
             self.rng.load_state_dict(state["rng"])
+        sampler = getattr(self, "sampler", None)
+        if sampler is not None and state.get("directions") is not None:
+            sampler.load_state_dict(state["directions"])
         if self.opt is not None and state.get("opt") is not None:
             self.opt.load_state_dict(state["opt"])
         self.nfev = int(state.get("nfev", self.nfev))

@@ -25,9 +25,9 @@ from torchzero_bridge._checks import check_int
 from torchzero_bridge._preload import preload
 from torchzero_bridge.core.closure import ClosureAdapter, CountedClosure, loss_to_float
 from torchzero_bridge.errors import ClosureError
-from torchzero_bridge.zeroth_order.directions import DirectionSampler
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
+from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["ForwardGradient"]
 
@@ -50,7 +50,8 @@ class ForwardGradient(GradientEstimator):
         params: tensors or param-group dicts, or ``None`` for an unbound estimator (first
             stage of a GradChain).
         n_samples: directions per estimate.
-        distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``.
+        distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``, or
+            ``smooth_directions.Smoothed``/``AR1`` (the ``AR1`` chain advances once per sample).
         opt: inner optimizer factory, e.g. ``lambda p: torch.optim.Adam(p, lr=1e-2)``.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
@@ -76,19 +77,19 @@ class ForwardGradient(GradientEstimator):
         params: ParamsArg | None = None,
         *,
         n_samples: int = 1,
-        distribution: str = "gaussian",
+        distribution: Distribution = "gaussian",
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         self.n_samples = check_int(n_samples, "n_samples", "ForwardGradient")
-        self.sampler = DirectionSampler(distribution, "ForwardGradient")
+        self.sampler = make_sampler(distribution, "ForwardGradient")
         super().__init__(params, {}, opt=opt, seed=seed, generator=generator, randomized=True)
         preload("torch._decomp.decompositions_for_jvp")  # the first forward-mode pass imports it; not inside a step
 
     @property
-    def distribution(self) -> str:
-        """Name of the direction distribution."""
+    def distribution(self) -> Distribution:
+        """The direction distribution (a name, ``Smoothed`` or ``AR1``)."""
         return self.sampler.distribution
 
     def make_scipy_jac(self, objective: Any) -> Callable[..., np.ndarray]:
@@ -120,7 +121,7 @@ class ForwardGradient(GradientEstimator):
             g.zero_()
         loss = float("nan")
         for k in range(self.n_samples):
-            dirs = self.sampler.sample(self._draw_seed(), reals)
+            dirs = self.sampler.draw(self._draw_seed(), reals)
             value, deriv = _jvp(adapter, tensors, dirs)
             f.record.count(value if math.isfinite(deriv) else math.nan)  # a non-finite derivative counts too
             if k == 0:

@@ -26,6 +26,7 @@ from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, Par
 from torchzero_bridge.zeroth_order.estimators.randomized import RandomizedFDM
 from torchzero_bridge.zeroth_order.estimators.walk import After
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
+from torchzero_bridge.zeroth_order.smooth_directions import AR1, Distribution
 
 __all__ = ["MeZO", "is_plain_sgd"]
 
@@ -100,7 +101,8 @@ class MeZO(RandomizedFDM):
         h: the perturbation size.
         n_samples: directions per estimate.
         formula: finite-difference formula (see :class:`RandomizedFDM`).
-        distribution: ``"rademacher"`` (default), ``"gaussian"``, ``"uniform"`` or ``"sphere"``.
+        distribution: ``"rademacher"`` (default), ``"gaussian"``, ``"uniform"``, ``"sphere"`` or
+            ``smooth_directions.Smoothed`` (``AR1`` is refused: see the ``ValueError`` below).
         opt: inner optimizer factory.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
@@ -116,7 +118,7 @@ class MeZO(RandomizedFDM):
 
     Raises:
         TypeError: ``fill_grad`` is not a bool or ``None``.
-        ValueError: ``fill_grad=False`` with an inner optimizer that reads ``.grad``.
+        ValueError: ``fill_grad=False`` with an inner optimizer that reads ``.grad``; an ``AR1`` distribution.
 
     Example:
         >>> import torch
@@ -136,7 +138,7 @@ class MeZO(RandomizedFDM):
         h: float = 1e-3,
         n_samples: int = 1,
         formula: str = "central3",
-        distribution: str = "rademacher",
+        distribution: Distribution = "rademacher",
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -145,6 +147,11 @@ class MeZO(RandomizedFDM):
         if fill_grad is not None and not isinstance(fill_grad, bool):
             raise TypeError(f"MeZO: fill_grad expected True, False or None, got {fill_grad!r}")
         self.fill_grad = fill_grad
+        if isinstance(distribution, AR1):
+            raise ValueError(
+                "MeZO: distribution AR1(...) is not supported: MeZO regenerates each direction from its seed "
+                "after the samples, and an AR1 direction also depends on the previous one; use RandomizedFDM"
+            )
         self._chained = False
         self.projected_grads: list[tuple[int, float]] = []
         super().__init__(

@@ -39,11 +39,12 @@ from collections.abc import Callable
 import torch
 
 from torchzero_bridge._checks import check_int, check_positive
-from torchzero_bridge.zeroth_order.directions import DirectionSampler, piece_of
+from torchzero_bridge.zeroth_order.directions import piece_of
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.estimators.formulas import Formula, get_formula
 from torchzero_bridge.zeroth_order.estimators.walk import After, Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
+from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["RDSA", "SPSA", "GaussianSmoothing", "RandomizedFDM"]
 
@@ -62,7 +63,9 @@ class RandomizedFDM(GradientEstimator):
         n_samples: directions per estimate.
         formula: ``"forward2"``, ``"backward2"``, ``"central3"`` (default), ``"forward3"``,
             ``"backward3"`` or ``"central5"``.
-        distribution: ``"rademacher"`` (default), ``"gaussian"``, ``"uniform"`` or ``"sphere"``.
+        distribution: ``"rademacher"`` (default), ``"gaussian"``, ``"uniform"`` or ``"sphere"``,
+            or smoothed directions (``smooth_directions.Smoothed``/``AR1``; an ``AR1`` chain advances
+            once per sample and costs one more pass over the parameters per sample).
         opt: inner optimizer factory, e.g. ``lambda p: torch.optim.Adam(p, lr=1e-2)``.
         seed: seed of the directions (``None``: drawn from torch's global generator).
         generator: draw the sample seeds from this generator instead.
@@ -88,7 +91,7 @@ class RandomizedFDM(GradientEstimator):
         h: float = 1e-3,
         n_samples: int = 1,
         formula: str = "central3",
-        distribution: str = "rademacher",
+        distribution: Distribution = "rademacher",
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -96,14 +99,14 @@ class RandomizedFDM(GradientEstimator):
         name = type(self).__name__
         self.formula: Formula = get_formula(formula, name)
         self.n_samples = check_int(n_samples, "n_samples", name)
-        self.sampler = DirectionSampler(distribution, name)
+        self.sampler = make_sampler(distribution, name)
         super().__init__(
             params, {"h": check_positive(h, "h", name)}, opt=opt, seed=seed, generator=generator, randomized=True
         )
 
     @property
-    def distribution(self) -> str:
-        """Name of the direction distribution."""
+    def distribution(self) -> Distribution:
+        """The direction distribution (a name, ``Smoothed`` or ``AR1``)."""
         return self.sampler.distribution
 
     def _estimate(self, f: Callable[[], float], blocks: list[Block]) -> float:
@@ -158,6 +161,7 @@ class RandomizedFDM(GradientEstimator):
                 walk.finish()
                 raise
             walk.finish(last_pass([deriv / h for h in hs]))
+            self.sampler.commit(seed, params)  # an AR1 chain advances once per sample
             drawn.append((seed, deriv))
         return f0, side, drawn
 

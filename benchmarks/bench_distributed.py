@@ -3,8 +3,8 @@
 The objective stands for an expensive simulation: a closure that integrates a small nonlinear
 system (a fixed number of explicit Euler steps of a 16-state model whose coefficients are the
 parameters), calibrated before the runs to cost about ``--cost-ms`` milliseconds per point on
-one core. Rows: ``DifferentialEvolutionWrapper`` (population 32) and ``ParticleSwarm``
-(32 particles), each serial (in this process) and with ``executor=`` a ``dask.distributed.Client``
+one core. Rows: ``DifferentialEvolutionWrapper`` (population 64) and ``ParticleSwarm``
+(64 particles), each serial (in this process) and with ``executor=`` a ``dask.distributed.Client``
 over a ``LocalCluster`` of 1, 2 and 4 worker processes (one thread each, loopback only), for a
 10 ms and a 1 ms objective. Reported: evaluations per second (``nfev`` over the wall time of the
 steps, the cluster already started and warmed up) and the speed-up over serial. Every
@@ -32,7 +32,7 @@ import torch  # noqa: E402
 import torchzero_bridge as tzb  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distributed.json"
-POP = 32
+POP = 64  # DE: popsize 4 x 16 parameters
 
 
 def make_problem(steps: int) -> tuple[torch.nn.Parameter, Any]:
@@ -67,7 +67,7 @@ def run(method: str, steps: int, executor: Any, generations: int) -> dict[str, A
         opt: Any = tzb.DifferentialEvolutionWrapper(
             [w],
             {"bounds": [(-2.0, 2.0)] * 16},
-            popsize=2,
+            popsize=POP // 16,
             maxiter=generations,
             tol=0,
             polish=False,

@@ -49,3 +49,7 @@ def test_example_runs_without_warnings(name: str, tmp_path: Path) -> None:
         assert len(rows) == 9, proc.stdout  # one line per solver
         assert {line.split()[-5] for line in rows} == {"65"}, "every solver fits the same 65-parameter model"
         assert cpu < QUICKSTART_CPU_BUDGET_S, f"quickstart took {cpu:.1f} s of CPU"
+        for line in rows:  # the gradient methods fit the data
+            if line.startswith(("L-BFGS-B", "Newton-CG", "trust-krylov")):
+                loss, acc = float(line.split()[-4]), float(line.split()[-3])
+                assert loss < 0.1 and acc > 0.9, line

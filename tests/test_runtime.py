@@ -1,19 +1,12 @@
-"""Thread limits, progress bar and the quickstart smoke run."""
+"""Thread limits and the progress bar (the quickstart runs in tests/test_examples.py)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from threadpoolctl import threadpool_info
 
 import torchzero_bridge as tzb
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _blas_threads() -> list[int]:
@@ -50,23 +43,3 @@ def test_progress_bar_counts_evaluations(capsys) -> None:
     opt.step(lambda backward=True: ((w - 2.0) ** 2).sum())
     err = capsys.readouterr().err
     assert "MinimizeWrapper" in err and "40eval" in err.replace(" ", "") and "best=" in err
-
-
-@pytest.mark.slow
-def test_quickstart_runs_and_prints_table(tmp_path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        check=True,
-    ).stdout
-    table = {ln.split("  ")[0].strip(): ln for ln in out.splitlines()[1:] if ln[:1].isalpha() and "saved" not in ln}
-    assert len(table) == 9, out  # every solver family reports
-    lines = [ln for ln in out.splitlines() if ln.startswith(("L-BFGS-B", "Newton-CG", "trust-krylov"))]
-    assert len(lines) == 3
-    for ln in lines:
-        loss, acc = float(ln.split()[-4]), float(ln.split()[-3])
-        assert loss < 0.1 and acc > 0.9

@@ -19,7 +19,6 @@ Example:
     >>> import torch
     >>> from concurrent.futures import ThreadPoolExecutor
     >>> from torchzero_bridge.core.flat import FlatParams
-from torchzero_bridge.core.layout import Layout
     >>> from torchzero_bridge.core.remote import RemoteEvaluator
     >>> w = torch.zeros(2, requires_grad=True)
     >>> flat = FlatParams([w])

@@ -258,6 +258,21 @@ def test_dask_reruns_the_chunk_of_a_killed_worker(dask_client: Any, tmp_path: An
     dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
 
 
+def test_dask_sends_the_payload_again_when_its_last_copy_is_lost(dask_client: Any) -> None:
+    """The scattered payload forgotten by the scheduler (its last replica died with a worker):
+    the next population scatters it again and gets the serial losses, instead of a cancelled task."""
+    model, X, y, flat, P = _problem()
+    objective = tzb.BatchObjective(model, mse, X, y)
+    remote = RemoteEvaluator(dask_client, objective, flat)
+    first = remote.evaluate(flat, P)
+    lost = remote._shipped
+    dask_client.cancel(lost, force=True)  # what the scheduler does to data whose holders all died
+    np.testing.assert_array_equal(remote.evaluate(flat, P), first)
+    assert remote._shipped is not None and remote._shipped.key != lost.key
+    with torch.no_grad():
+        np.testing.assert_array_equal(first, np.asarray(objective.evaluate(flat, P)))
+
+
 def _killing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, marker: str) -> Any:
     """Kills the worker process it runs in at its 5th call there, once (``marker`` remembers)."""
     here = os.getpid()

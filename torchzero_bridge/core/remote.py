@@ -92,7 +92,8 @@ class RemoteEvaluator:
         chunk_size: rows per task. ``None``: the population split evenly over the workers, in
             whole vectorized passes of a ``BatchObjective``.
         retries: how often Dask reruns a task whose evaluation raised (a task lost with its
-            worker is rerun by the scheduler regardless).
+            worker is rerun by the scheduler regardless), and how often a population is sent
+            again when the payload's last copy was lost with a worker.
 
     Raises:
         TypeError: the source cannot be serialized (the message names the reason), or a
@@ -157,17 +158,31 @@ class RemoteEvaluator:
         return np.concatenate(parts).astype(np.float64, copy=False)
 
     def _on_dask(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        # The scattered payload has no recipe: Dask's memory manager keeps one replica of it, and
+        # if the worker holding that replica dies the key is forgotten and every task needing it is
+        # cancelled. The chunks are pure functions of the rows, so the payload is scattered again
+        # and the chunks resubmitted (nothing is counted twice: the host counts rows, not tasks).
+        from distributed.client import FutureCancelledError
+
         client = self.executor
-        if self._shipped is None:
-            self._shipped = client.scatter(self.payload, broadcast=True, hash=False)
-        futures = [
-            client.submit(_run_chunk, self.token, self._shipped, c, pure=False, retries=self.retries) for c in chunks
-        ]
-        try:
-            return list(client.gather(futures))
-        except BaseException:
-            client.cancel(futures)
-            raise
+        for attempt in range(self.retries + 1):
+            if self._shipped is None:
+                self._shipped = client.scatter(self.payload, broadcast=True, hash=False)
+            futures = [
+                client.submit(_run_chunk, self.token, self._shipped, c, pure=False, retries=self.retries)
+                for c in chunks
+            ]
+            try:
+                return list(client.gather(futures))
+            except FutureCancelledError:
+                client.cancel(futures)
+                self._shipped = None
+                if attempt == self.retries:
+                    raise
+            except BaseException:
+                client.cancel(futures)
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _rows_per_task(self, flat: FlatParams | Layout, pop: int) -> int:
         if self.chunk_size is not None:

@@ -113,7 +113,7 @@ class BestOfLRs(InnerStepWrapper):
             elif best_k != len(self.multipliers) - 1:  # the last candidate is already in place
                 _place(tensors, x0, update, self.multipliers[best_k])
         except BaseException:
-            self._put(x0)  # an error or interrupt never leaves a trial point
+            self._restore(x0)  # an error or interrupt never leaves a trial point nor its gradients
             raise
         if best_k < 0:
             self.last_multiplier = 0.0

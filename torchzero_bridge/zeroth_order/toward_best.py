@@ -106,7 +106,7 @@ class MomentumToBest(InnerStepWrapper):
                         p.add_(self._best[k] - x0[k], alpha=g["pull"])
                         k += 1
         except BaseException:
-            self._put(x0)
+            self._restore(x0)
             raise
         return f0
 

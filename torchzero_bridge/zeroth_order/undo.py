@@ -139,24 +139,10 @@ class UndoOnRise(InnerStepWrapper):
             self._scale_lr(self.shrink)
             return f0
         except BaseException:
-            self._put_start(x0)  # an error or interrupt never leaves a trial point nor its gradients
+            self._restore(x0)  # an error or interrupt never leaves a trial point nor its gradients
             if saved is not None:
                 self.opt.load_state_dict(saved)
             raise
-
-    def _put_start(self, x0: list[torch.Tensor]) -> None:
-        """Back to the step's start with ``.grad`` cleared; a KeyboardInterrupt in the middle redoes it."""
-        pending: BaseException | None = None
-        while True:
-            try:
-                self._put(x0)
-                for p in self._tensors():  # gradients from a trial point would not match the start
-                    p.grad = None
-                break
-            except KeyboardInterrupt as exc:
-                pending = exc
-        if pending is not None:
-            raise pending
 
     def _scale_lr(self, factor: float) -> None:
         if factor != 1.0:

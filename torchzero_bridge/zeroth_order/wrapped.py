@@ -117,6 +117,24 @@ class InnerStepWrapper(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         for p, x in zip(self._tensors(), xs):
             p.copy_(x)
 
+    def _restore(self, x0: list[torch.Tensor]) -> None:
+        """Back to the step's start with ``.grad`` cleared; a KeyboardInterrupt in the middle redoes it.
+
+        The error path of every wrapper: gradients from a trial point would not match the start,
+        and a second interrupt landing in the copy must not leave half the tensors behind.
+        """
+        pending: BaseException | None = None
+        while True:
+            try:
+                self._put(x0)
+                for p in self._tensors():
+                    p.grad = None
+                break
+            except KeyboardInterrupt as exc:
+                pending = exc
+        if pending is not None:
+            raise pending
+
     def _inner_step(self, closure: Callable[..., Any]) -> float:
         """Step the inner optimizer with the closure; its loss at the start point as a float."""
         out = self.opt.step(closure)

@@ -288,7 +288,7 @@ def _killing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, m
     return closure
 
 
-@pytest.mark.parametrize("method", ["DE", "ParticleSwarm"])
+@pytest.mark.parametrize("method", ["DE", "nevergrad", "ParticleSwarm", "EvolutionStrategy"])
 def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, tmp_path: Any) -> None:
     """A whole run with one worker killed in its middle ends where the undisturbed serial run ends."""
     marker = str(tmp_path / "killed")
@@ -309,8 +309,15 @@ def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, 
                 executor=executor,
             )
             loss, nfev = float(opt.step(closure)), opt.result.nfev
+        elif method == "nevergrad":
+            pytest.importorskip("nevergrad")
+            opt = tzb.NevergradWrapper(
+                model.parameters(), "TwoPointsDE", budget=48, num_workers=12, seed=3, executor=executor
+            )
+            loss, nfev = float(opt.step(closure)), opt.result.nfev
         else:
-            opt = tzb.ParticleSwarm(model.parameters(), n_particles=12, seed=2, executor=executor)
+            size = {"n_particles": 12} if method == "ParticleSwarm" else {"n_offspring": 12}
+            opt = getattr(tzb, method)(model.parameters(), **size, seed=2, executor=executor)
             loss = [float(opt.step(closure)) for _ in range(4)][-1]
             nfev = opt.nfev
         runs.append((loss, nfev, [float(v) for p in model.parameters() for v in p.detach().reshape(-1)]))

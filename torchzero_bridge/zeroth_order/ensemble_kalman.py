@@ -61,8 +61,8 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
     The ensemble is drawn by ``init`` (default ``"perturb"``: ``start + init_std * N(0, I)``),
     clipped to the bounds, with particle 0 at the current parameters. Each step evaluates every
     particle (``J`` evaluations) and then applies the Kalman update, so the moved ensemble is
-    evaluated by the next step. The parameters hold the best particle evaluated so far (as for every derivative-free optimizer
-    here); the ensemble mean, EKI's estimate, is :attr:`ensemble_mean`.
+    evaluated by the next step. The parameters hold the best particle evaluated so far (as for
+    every derivative-free optimizer here); the ensemble mean, EKI's estimate, is :attr:`ensemble_mean`.
 
     Args:
         params: iterable of tensors or of param-group dicts (per-group ``bounds``).

@@ -242,8 +242,9 @@ class ModuleInit(Initializer):
                 torch.manual_seed(s)
                 fresh = copy.deepcopy(self.module)
                 for sub in fresh.modules():
-                    if callable(getattr(sub, "reset_parameters", None)):
-                        sub.reset_parameters()
+                    reset_fn = getattr(sub, "reset_parameters", None)
+                    if callable(reset_fn):
+                        reset_fn()
             for i, (kind, name, reset) in enumerate(names):
                 if not reset:
                     continue

@@ -269,3 +269,12 @@ def test_a_callable_returning_the_wrong_population_is_named() -> None:
     with pytest.raises(ValueError, match="non-finite"):
         opt.step(lambda: (w**2).sum())
     assert resolve_init("perturb", "x").__class__ is tzb.PerturbInit
+
+
+def test_init_std_that_the_initializer_does_not_use_is_reported() -> None:
+    model = torch.nn.Linear(2, 2)
+    with pytest.warns(tzb.IgnoredOptionWarning, match=r"init_std is ignored: init=ModuleInit\(Linear"):
+        tzb.ParticleSwarm(model.parameters(), init=model, init_std=0.5)
+    with pytest.warns(tzb.IgnoredOptionWarning, match="init_std is ignored"):
+        tzb.ParticleSwarm(model.parameters(), init=lambda k, g: torch.zeros(k, 6), init_std=0.5)
+    tzb.ParticleSwarm(model.parameters(), init=tzb.ModuleInit(model, others="fitted"), init_std=0.5)  # used: quiet

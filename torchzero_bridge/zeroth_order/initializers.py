@@ -53,7 +53,9 @@ Scale = Union[float, torch.Tensor]
 class Initializer:
     """Base class of the initializers: draws ``count`` members around ``center``.
 
-    Subclasses implement :meth:`sample` and optionally :meth:`check`.
+    Subclasses implement :meth:`sample` and optionally :meth:`check`; :attr:`uses_scale` says
+    whether the optimizer's spread (``init_std``) matters to them (an ``init_std`` given for nothing
+    is reported with :class:`~torchzero_bridge.errors.IgnoredOptionWarning`).
 
     Example:
         >>> import torch
@@ -64,6 +66,9 @@ class Initializer:
         >>> Zeros().sample(FlatSpace([{"params": [w]}], allow_integer=False, owner="doc"), None, 2, None, 1.0).shape
         torch.Size([2, 3])
     """
+
+    uses_scale: bool = True
+    """Whether :meth:`sample` uses ``scale``."""
 
     def sample(
         self, space: FlatSpace, center: torch.Tensor, count: int, generator: torch.Generator, scale: Scale
@@ -193,6 +198,7 @@ class ModuleInit(Initializer):
             raise ValueError(f"ModuleInit: others expected 'center' or 'fitted', got {others!r}")
         self.module = module
         self.others = others
+        self.uses_scale = others == "fitted"  # the fitted rule's fallback for tensors with nothing to fit
 
     def _names(self, space: FlatSpace, owner: str) -> list[tuple[str, str, bool]]:
         """Per optimizer tensor: (``"param"``/``"buffer"``, name in the module, re-initialized)."""
@@ -259,6 +265,8 @@ class ModuleInit(Initializer):
 
 class _CallableInit(Initializer):
     """A user callable ``f(count, generator) -> Tensor (count, n)``."""
+
+    uses_scale = False
 
     def __init__(self, fn: Callable[[int, torch.Generator], Any]) -> None:
         self.fn = fn

@@ -139,7 +139,9 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         self.init = init
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
         self._init.check(self._space(), type(self).__name__)
-        if init_std is not None and isinstance(self._init, PerturbInit) and bool(self._space().bounded.all()):
+        if init_std is not None and not self._init.uses_scale:
+            warn_ignored("init_std", f"init={self._init!r} does not use it")
+        elif init_std is not None and isinstance(self._init, PerturbInit) and bool(self._space().bounded.all()):
             warn_ignored("init_std", "every entry has finite bounds, so the swarm starts uniformly inside them")
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:

@@ -165,7 +165,7 @@ def test_module_init_members_are_the_documented_seeded_resets() -> None:
         fresh = copy.deepcopy(model)
         for sub in fresh.modules():
             if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
+                sub.reset_parameters()  # type: ignore[operator]
         assert torch.equal(X[k], torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).double())
     assert torch.equal(X[0], start)
     w1 = X[:, :12]  # first Linear's weights: kaiming-uniform within 1 / sqrt(fan_in)
@@ -262,7 +262,7 @@ def test_a_callable_returning_the_wrong_population_is_named() -> None:
     with pytest.raises(ValueError, match=r"ParticleSwarm: init returned shape \(3, 5\), expected \(3, 2\)"):
         opt.step(lambda: (w**2).sum())
     assert w.tolist() == [0.0, 0.0]
-    opt = tzb.ParticleSwarm([w], n_particles=3, init=lambda k, g: [[0.0, 0.0]] * k)
+    opt = tzb.ParticleSwarm([w], n_particles=3, init=lambda k, g: [[0.0, 0.0]] * k)  # type: ignore[arg-type,return-value]
     with pytest.raises(TypeError, match="init returned list"):
         opt.step(lambda: (w**2).sum())
     opt = tzb.ParticleSwarm([w], n_particles=3, init=lambda k, g: torch.full((k, 2), math.nan))
@@ -278,3 +278,26 @@ def test_init_std_that_the_initializer_does_not_use_is_reported() -> None:
     with pytest.warns(tzb.IgnoredOptionWarning, match="init_std is ignored"):
         tzb.ParticleSwarm(model.parameters(), init=lambda k, g: torch.zeros(k, 6), init_std=0.5)
     tzb.ParticleSwarm(model.parameters(), init=tzb.ModuleInit(model, others="fitted"), init_std=0.5)  # used: quiet
+
+
+def test_a_failed_first_brood_is_drawn_again_and_checkpoints_round_trip() -> None:
+    w = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64)
+    opt = tzb.EvolutionStrategy([w], n_parents=2, n_offspring=4, init="fitted", seed=0)
+    calls = [0]
+
+    def flaky() -> torch.Tensor:
+        calls[0] += 1
+        if calls[0] == 2:  # the first child of the first brood (a raising run is not counted)
+            raise RuntimeError("lost")
+        return (w**2).sum()
+
+    with pytest.raises(RuntimeError, match="lost"):
+        opt.step(flaky)
+    assert opt.method_state["first_brood"] is True
+    w2 = w.clone()
+    twin = tzb.EvolutionStrategy([w2], n_parents=2, n_offspring=4, init="fitted", seed=5)
+    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
+    opt.step(flaky)
+    twin.step(lambda: (w2**2).sum())
+    assert "first_brood" not in opt.method_state and opt.method_state["sigmas"].tolist() == [1.0, 1.0]
+    assert opt.nfev == 1 + 3 and torch.equal(opt.method_state["parents"], twin.method_state["parents"])

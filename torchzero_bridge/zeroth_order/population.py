@@ -341,11 +341,12 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         tau = self.tau if self.tau is not None else 1.0 / math.sqrt(2.0 * n)
         P, S = st["parents"], st["sigmas"]
         lr = space.group_vector(self.param_groups, "lr")
-        if st.pop("first_brood", False):
+        if st.get("first_brood", False):  # kept until the brood is evaluated: a failed step draws it again
             X = space.project(draw_population(self._init, space, st["best_x"], lam, gen, lr, type(self).__name__))
             X[0] = st["best_x"]
             sigma = torch.ones(lam, dtype=space.dtype, device=space.device)
             f = torch.cat([torch.tensor([st["best_f"]], dtype=torch.float64), self._evaluate_many(space, X[1:])])
+            del st["first_brood"]
             self._select(space, st, X, sigma, f)
             return
         if self.recombination == "intermediate":

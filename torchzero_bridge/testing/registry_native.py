@@ -244,4 +244,33 @@ NATIVE_ENTRIES: list[Entry] = [
         _rosen,
         **_DFO,
     ),
+    # members drawn by a fitted per-tensor distribution instead of the start plus noise
+    Entry(
+        "ParticleSwarm[init=fitted]",
+        lambda p: _t("ParticleSwarm")(p, n_particles=4, init="fitted", seed=1),
+        _sphere,
+        batching=True,
+        **_DFO,
+    ),
+    Entry(
+        "EvolutionStrategy[init=fitted]",
+        lambda p: _t("EvolutionStrategy")(p, n_parents=2, n_offspring=4, init="fitted", seed=1),
+        _sphere,
+        integers=True,
+        batching=True,
+        **_DFO,
+    ),
+    Entry(
+        "EnsembleKalmanInversion[init=fitted]",
+        lambda p: _t("EnsembleKalmanInversion")(p, n_particles=4, step_size=10.0, init="fitted", seed=1),
+        _sphere,
+        batching=True,
+        **_DFO,
+    ),
+    Entry(
+        "SwarmOfOptimizers[init=fitted]",
+        lambda p: _t("SwarmOfOptimizers")(p, lambda q: _t("SPSA")(q, opt=_adam, seed=2), n=2, init="fitted", seed=1),
+        _rosen,
+        **_DFO,
+    ),
 ]

@@ -27,6 +27,7 @@ from torchzero_bridge.zeroth_order.estimators import (
     RandomizedFDM,
 )
 from torchzero_bridge.zeroth_order.grad_chain import GradChain
+from torchzero_bridge.zeroth_order.initializers import FittedInit, Initializer, ModuleInit, PerturbInit
 from torchzero_bridge.zeroth_order.population import EvolutionStrategy, ParticleSwarm
 from torchzero_bridge.zeroth_order.random_grad import RandomGrad
 from torchzero_bridge.zeroth_order.schedules import GeometricGrowth, LinearGrowth
@@ -50,16 +51,20 @@ __all__ = [
     "DerivativeFreeOptimizer",
     "EnsembleKalmanInversion",
     "EvolutionStrategy",
+    "FittedInit",
     "ForwardGradient",
     "GaussianSmoothing",
     "GeometricGrowth",
     "GradChain",
     "GradientEstimator",
     "GridSearch",
+    "Initializer",
     "LinearGrowth",
     "MeZO",
+    "ModuleInit",
     "MomentumToBest",
     "ParticleSwarm",
+    "PerturbInit",
     "RandomGrad",
     "RandomSearch",
     "RandomWalk",

@@ -47,6 +47,7 @@ from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
+from torchzero_bridge.zeroth_order.initializers import InitSpec, PerturbInit, draw_population, resolve_init
 from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
 
 __all__ = ["RANDOMIZE", "EnsembleKalmanInversion"]
@@ -57,11 +58,11 @@ RANDOMIZE = (None, "step", "epoch")
 class EnsembleKalmanInversion(DerivativeFreeOptimizer):
     """Ensemble Kalman inversion over the parameters (see the module docstring for the update).
 
-    The ensemble starts at ``start + init_std * N(0, I)`` (clipped to the bounds) with particle 0
-    at the current parameters. Each step evaluates every particle (``J`` evaluations) and then
-    applies the Kalman update, so the moved ensemble is evaluated by the next step. The
-    parameters hold the best particle evaluated so far (as for every derivative-free optimizer
-    here); the ensemble mean, EKI's estimate, is :attr:`ensemble_mean`.
+    The ensemble is drawn by ``init`` (default ``"perturb"``: ``start + init_std * N(0, I)``),
+    clipped to the bounds, with particle 0 at the current parameters. Each step evaluates every
+    particle (``J`` evaluations) and then applies the Kalman update, so the moved ensemble is
+    evaluated by the next step. The parameters hold the best particle evaluated so far (as for
+    every derivative-free optimizer here); the ensemble mean, EKI's estimate, is :attr:`ensemble_mean`.
 
     Args:
         params: iterable of tensors or of param-group dicts (per-group ``bounds``).
@@ -79,10 +80,14 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
             ``"epoch"`` (draw the ensemble afresh around its mean every ``epoch_steps`` steps).
         epoch_steps: steps per epoch for ``randomize="epoch"`` (default 10).
         init_std: spread of the initial (and re-randomized, and added) particles.
+        init: how the initial and added particles are drawn: ``"perturb"`` (default), ``"fitted"``,
+            a :class:`~torchzero_bridge.zeroth_order.ModuleInit`, a module, or ``f(count, generator)``
+            returning a ``(count, n)`` tensor (see :mod:`~torchzero_bridge.zeroth_order.initializers`).
+            The ``randomize="epoch"`` redraw is part of the method and stays ``mean + init_std * N(0, I)``.
         size_schedule: grow the ensemble over the steps: ``None`` (fixed), ``"linear"``,
             ``"geometric"`` or any callable of the step index (see
             :func:`~torchzero_bridge.zeroth_order.schedules.resolve_size_schedule`). Added particles
-            start at ``mean + init_std * N(0, I)`` around the current ensemble mean.
+            are drawn by ``init`` around the current ensemble mean (default ``mean + init_std * N(0, I)``).
         bounds: per-group ``(lo, hi)``; moved particles are clipped to them.
         seed: seed of the optimizer's random generator.
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -91,8 +96,8 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
 
     Raises:
         ValueError: ``n_particles < 2``, non-positive ``noise``/``step_size``/``init_std``, unknown
-            ``randomize``, a ``target``/``noise`` whose size does not match ``forward()``.
-        TypeError: ``forward`` not callable, integer or boolean tensors.
+            ``randomize`` or ``init``, a ``target``/``noise`` whose size does not match ``forward()``.
+        TypeError: ``forward`` not callable, integer or boolean tensors, an ``init`` that is not an initializer.
 
     Example:
         >>> import torch
@@ -116,6 +121,7 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
         randomize: str | None = None,
         epoch_steps: int | None = None,
         init_std: float = 1.0,
+        init: InitSpec = "perturb",
         size_schedule: SizeSchedule = None,
         bounds: Any = None,
         seed: int | None = None,
@@ -132,6 +138,8 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
         self.forward = forward
         self.step_size = check_positive(step_size, "step_size", owner)
         self.init_std = check_positive(init_std, "init_std", owner)
+        self._init = resolve_init(init, owner)
+        self.init = init
         if randomize not in RANDOMIZE:
             raise ValueError(f"{owner}: randomize expected one of {RANDOMIZE}, got {randomize!r}")
         self.randomize = randomize
@@ -144,6 +152,7 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
         self.noise = _check_noise(noise, owner)
         self.size_schedule = resolve_size_schedule(size_schedule, self.n_particles, "n_particles", owner, minimum=2)
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
+        self._init.check(self._space(), owner)
         self._misfit_closure = self._misfit if forward is not None else None
         self._last_g: torch.Tensor | None = None
 
@@ -207,10 +216,11 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
             raise ValueError(f"forward: returned {sorted({r.numel() for r in rows})} values at different particles")
         return torch.stack(rows)
 
-    def _initial(self, space: FlatSpace, center: torch.Tensor, count: int) -> torch.Tensor:
-        gen = self._generator(space)
-        z = torch.randn((count, space.n), generator=gen, dtype=space.dtype, device=space.device)
-        return space.project(center + self.init_std * z)
+    def _initial(self, space: FlatSpace, center: torch.Tensor, count: int, *, redraw: bool = False) -> torch.Tensor:
+        """``count`` particles around ``center``: by ``init``, or (``redraw``, the epoch noise) perturbed."""
+        init = PerturbInit() if redraw else self._init
+        X = draw_population(init, space, center, count, self._generator(space), self.init_std, type(self).__name__)
+        return space.project(X)
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
         ens = st.get("ensemble")
@@ -239,7 +249,7 @@ class EnsembleKalmanInversion(DerivativeFreeOptimizer):
             okd = ok.to(space.device)
             moved[okd] = self._update(space, ens[okd], G[ok])
         if self.randomize == "epoch" and (st["steps"] + 1) % self.epoch_steps == 0:
-            moved = self._initial(space, moved.mean(0), moved.shape[0])
+            moved = self._initial(space, moved.mean(0), moved.shape[0], redraw=True)
         st["ensemble"] = space.project(moved)
 
     def _update(self, space: FlatSpace, ens: torch.Tensor, G: torch.Tensor) -> torch.Tensor:

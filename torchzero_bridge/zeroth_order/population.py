@@ -27,6 +27,7 @@ from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.core.remote import check_executor
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
+from torchzero_bridge.zeroth_order.initializers import InitSpec, PerturbInit, draw_population, resolve_init
 from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
 from torchzero_bridge.zeroth_order.search import uniform_in_bounds
 
@@ -50,8 +51,9 @@ def _check_rows(st: dict[str, Any], key: str, rows: int | None, n: int) -> None:
 class ParticleSwarm(DerivativeFreeOptimizer):
     """Global-best particle swarm optimization.
 
-    Particles start uniformly inside finite bounds, elsewhere at ``start + init_std * N(0, 1)``;
-    particle 0 starts at the current parameters. Each step after the first updates every
+    Particles start where ``init`` puts them (default ``"perturb"``: uniformly inside finite bounds,
+    elsewhere at ``start + init_std * N(0, 1)``; any other initializer draws every entry, clipped to
+    the bounds); particle 0 starts at the current parameters. Each step after the first updates every
     particle with ``v <- inertia v + cognitive r1 (personal_best - x) + social r2 (global_best - x)``
     (``r1, r2 ~ U(0, 1)`` per entry), clips ``v`` to ``+-max_velocity``, moves ``x <- x + v``,
     clips ``x`` to the bounds (zeroing the clipped velocity entries) and evaluates the swarm.
@@ -59,9 +61,9 @@ class ParticleSwarm(DerivativeFreeOptimizer):
 
     The swarm can grow (``size_schedule=``, or a larger ``n_particles`` set between steps; it never
     shrinks): at a step where the size rises, the existing particles move as above and the added
-    ones start as the initial swarm did, around the incumbent instead of the start point (uniform
-    inside finite bounds, elsewhere ``incumbent + init_std * N(0, 1)``) with zero velocity and their
-    first position as personal best; old and new are evaluated in one call.
+    ones start as the initial swarm did, drawn by ``init`` around the incumbent instead of the start
+    point (by default uniform inside finite bounds, elsewhere ``incumbent + init_std * N(0, 1)``),
+    with zero velocity and their first position as personal best; old and new are evaluated in one call.
 
     Args:
         params: iterable of tensors or of param-group dicts.
@@ -69,7 +71,11 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         inertia: velocity damping ``w``.
         cognitive: pull ``c1`` toward each particle's own best.
         social: pull ``c2`` toward the swarm's best.
-        init_std: spread of the initial swarm along unbounded entries (default 1).
+        init_std: spread of the initial swarm along unbounded entries (default 1); with
+            ``init="fitted"`` the spread of tensors that have nothing to fit.
+        init: how particles start: ``"perturb"`` (default), ``"fitted"``, a
+            :class:`~torchzero_bridge.zeroth_order.ModuleInit`, a module, or ``f(count, generator)``
+            returning a ``(count, n)`` tensor (see :mod:`~torchzero_bridge.zeroth_order.initializers`).
         max_velocity: per-entry speed limit (``None``: a fifth of the bounded width, none
             on unbounded entries).
         size_schedule: the swarm size per step: ``"linear"``, ``"geometric"`` or a callable of the
@@ -83,8 +89,8 @@ class ParticleSwarm(DerivativeFreeOptimizer):
             when the data it holds changes.
 
     Raises:
-        ValueError: ``n_particles < 2``, negative coefficients, non-positive ``init_std``.
-        TypeError: integer or boolean tensors.
+        ValueError: ``n_particles < 2``, negative coefficients, non-positive ``init_std``, unknown ``init``.
+        TypeError: integer or boolean tensors, an ``init`` that is not an initializer.
 
     Example:
         >>> import torch
@@ -106,6 +112,7 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         social: float = 1.49618,
         *,
         init_std: float | None = None,
+        init: InitSpec = "perturb",
         max_velocity: float | None = None,
         size_schedule: SizeSchedule = None,
         bounds: Any = None,
@@ -128,8 +135,13 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         self.max_velocity = (
             None if max_velocity is None else check_positive(max_velocity, "max_velocity", type(self).__name__)
         )
+        self._init = resolve_init(init, type(self).__name__)
+        self.init = init
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
-        if init_std is not None and bool(self._space().bounded.all()):
+        self._init.check(self._space(), type(self).__name__)
+        if init_std is not None and not self._init.uses_scale:
+            warn_ignored("init_std", f"init={self._init!r} does not use it")
+        elif init_std is not None and isinstance(self._init, PerturbInit) and bool(self._space().bounded.all()):
             warn_ignored("init_std", "every entry has finite bounds, so the swarm starts uniformly inside them")
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
@@ -143,12 +155,12 @@ class ParticleSwarm(DerivativeFreeOptimizer):
         return check_int(self.n_particles, "n_particles", type(self).__name__, minimum=2)
 
     def _spawn(self, space: FlatSpace, center: torch.Tensor, count: int) -> torch.Tensor:
-        """``count`` particles placed as the initial swarm is: uniform in finite bounds, else around ``center``."""
+        """``count`` particles drawn by ``init`` around ``center`` (``"perturb"``: uniform in finite bounds)."""
         gen = self._generator(space)
-        z = torch.randn((count, space.n), generator=gen, dtype=space.dtype, device=space.device)
-        return space.project(
-            torch.where(space.bounded, uniform_in_bounds(space, count, gen), center + self.init_std * z)
-        )
+        X = draw_population(self._init, space, center, count, gen, self.init_std, type(self).__name__)
+        if isinstance(self._init, PerturbInit):
+            X = torch.where(space.bounded, uniform_in_bounds(space, count, gen), X)
+        return space.project(X)
 
     def _vmax(self, space: FlatSpace) -> torch.Tensor:
         if self.max_velocity is not None:
@@ -206,6 +218,13 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
     position ``parent + sigma * lr * N(0, I)`` (integer entries rounded). The best
     ``n_parents`` children (or, with ``plus=True``, of parents and children) become the parents.
 
+    With ``init="perturb"`` (default) the parents start at the current parameters, so the first
+    children are the start plus the mutation. Any other ``init`` replaces the first brood: the
+    first step's ``n_offspring`` children are drawn by the initializer (spread: the per-group
+    ``lr``) with child 0 at the current parameters (its loss is known, so the step costs
+    ``n_offspring - 1`` evaluations), all with step size 1, and selection proceeds as above.
+    Later broods are always mutations (a ``size_schedule`` only makes them larger).
+
     Args:
         params: iterable of tensors or of param-group dicts.
         lr: per-group initial mutation scale.
@@ -214,6 +233,10 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         plus: ``(mu + lambda)`` selection (parents survive) instead of ``(mu, lambda)``.
         recombination: ``"intermediate"`` (default) or ``"none"``.
         tau: learning rate of the step sizes (default ``1 / sqrt(2 n)``).
+        init: how the first brood is drawn: ``"perturb"`` (default: mutations of the start),
+            ``"fitted"``, a :class:`~torchzero_bridge.zeroth_order.ModuleInit`, a module, or
+            ``f(count, generator)`` returning a ``(count, n)`` tensor (see
+            :mod:`~torchzero_bridge.zeroth_order.initializers`).
         size_schedule: the number of offspring per step: ``"linear"``, ``"geometric"`` or a callable
             of the 0-based step index (see :mod:`~torchzero_bridge.zeroth_order.schedules`);
             ``None``: ``n_offspring``. Offspring are drawn afresh every step, so a larger brood is
@@ -228,7 +251,8 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
 
     Raises:
         ValueError: non-positive sizes or ``lr``, ``n_offspring < n_parents`` with comma
-            selection, unknown ``recombination``.
+            selection, unknown ``recombination`` or ``init``.
+        TypeError: an ``init`` that is not an initializer.
 
     Example:
         >>> import torch
@@ -253,6 +277,7 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         plus: bool = False,
         recombination: str = "intermediate",
         tau: float | None = None,
+        init: InitSpec = "perturb",
         size_schedule: SizeSchedule = None,
         bounds: Any = None,
         seed: int | None = None,
@@ -260,6 +285,8 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
         executor: Any = None,
     ) -> None:
         self.executor = check_executor(executor, type(self).__name__)
+        self._init = resolve_init(init, type(self).__name__)
+        self.init = init
         self.n_parents = check_int(n_parents, "n_parents", type(self).__name__)
         self.n_offspring = check_int(n_offspring, "n_offspring", type(self).__name__)
         if not isinstance(plus, bool):
@@ -289,6 +316,7 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
             )
         )
         super().__init__(params, {"lr": lr, "bounds": bounds}, seed=seed, generator=generator)
+        self._init.check(self._space(), type(self).__name__)
 
     def _check_group(self, group: dict[str, Any], where: str) -> None:
         check_positive(group["lr"], f"lr ({where})", type(self).__name__)
@@ -304,12 +332,23 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
                 sigmas=torch.ones(mu, dtype=space.dtype, device=space.device),
                 fitness=torch.full((mu,), f, dtype=torch.float64),
             )
+            if not isinstance(self._init, PerturbInit):
+                st["first_brood"] = True  # drawn by the initializer at the next step
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         gen = self._generator(space)
         lam, n = self.n_offspring if self._schedule is None else self._schedule(st["steps"]), space.n
         tau = self.tau if self.tau is not None else 1.0 / math.sqrt(2.0 * n)
         P, S = st["parents"], st["sigmas"]
+        lr = space.group_vector(self.param_groups, "lr")
+        if st.get("first_brood", False):  # kept until the brood is evaluated: a failed step draws it again
+            X = space.project(draw_population(self._init, space, st["best_x"], lam, gen, lr, type(self).__name__))
+            X[0] = st["best_x"]
+            sigma = torch.ones(lam, dtype=space.dtype, device=space.device)
+            f = torch.cat([torch.tensor([st["best_f"]], dtype=torch.float64), self._evaluate_many(space, X[1:])])
+            del st["first_brood"]
+            self._select(space, st, X, sigma, f)
+            return
         if self.recombination == "intermediate":
             base = P.mean(0).expand(lam, n)
             base_sigma = torch.exp(torch.log(S).mean()).expand(lam)
@@ -318,9 +357,14 @@ class EvolutionStrategy(DerivativeFreeOptimizer):
             base, base_sigma = P[pick], S[pick]
         sigma = base_sigma * torch.exp(tau * torch.randn(lam, generator=gen, dtype=space.dtype, device=space.device))
         z = torch.randn((lam, n), generator=gen, dtype=space.dtype, device=space.device)
-        lr = space.group_vector(self.param_groups, "lr")
         X = space.project(base + sigma[:, None] * lr * z)
-        f = self._evaluate_many(space, X)
+        self._select(space, st, X, sigma, self._evaluate_many(space, X))
+
+    def _select(
+        self, space: FlatSpace, st: dict[str, Any], X: torch.Tensor, sigma: torch.Tensor, f: torch.Tensor
+    ) -> None:
+        """The best ``n_parents`` children (with ``plus=True``: of parents and children) become the parents."""
+        P, S = st["parents"], st["sigmas"]
         if self.plus:
             X, sigma, f = torch.cat([P, X]), torch.cat([S, sigma]), torch.cat([st["fitness"], f])
         order = torch.argsort(f, stable=True)[: self.n_parents]

@@ -29,6 +29,7 @@ from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
+from torchzero_bridge.zeroth_order.initializers import InitSpec, draw_population, resolve_init
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 
 __all__ = ["SwarmOfOptimizers"]
@@ -47,7 +48,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
     (with a fresh optimizer). With ``gravity > 0`` every member then moves that fraction of
     the way toward the best member. The model's parameters end at the best point seen.
 
-    Member 0 starts at the current parameters, the others at ``start + init_std * N(0, 1)``.
+    Member 0 starts at the current parameters, the others where ``init`` puts them (default
+    ``"perturb"``: ``start + init_std * N(0, 1)``), clipped to the bounds.
     Member optimizers see a plain closure (one point at a time), so a gradient-based member
     needs the closure to run ``backward`` when asked.
 
@@ -61,6 +63,10 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         patience: steps in the worse half before a member is replaced.
         gravity: fraction in ``[0, 1]`` of the way each member moves toward the best member per step.
         init_std: spread of the initial members around the start.
+        init: how members start: ``"perturb"`` (default), ``"fitted"``, a
+            :class:`~torchzero_bridge.zeroth_order.ModuleInit`, a module, or ``f(count, generator)``
+            returning a ``(count, n)`` tensor (see :mod:`~torchzero_bridge.zeroth_order.initializers`).
+            Replaced members are crossovers, not initializer draws.
         bounds: per-group ``(lo, hi)``; member positions are clipped to them.
         seed: seed of the swarm's random generator (initial spread and crossovers).
         generator: a ``torch.Generator`` to use instead of ``seed``.
@@ -70,7 +76,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
             not build an optimizer;
             integer or boolean tensors.
         ValueError: the factory built an optimizer over other tensors than it was given.
-        ValueError: ``n < 2``, non-positive ``patience`` or ``init_std``, ``gravity`` outside ``[0, 1]``.
+        ValueError: ``n < 2``, non-positive ``patience`` or ``init_std``, ``gravity`` outside ``[0, 1]``,
+            unknown ``init``.
 
     Example:
         >>> import torch
@@ -94,6 +101,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         patience: int = 10,
         gravity: float = 0.0,
         init_std: float = 0.1,
+        init: InitSpec = "perturb",
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
@@ -109,9 +117,12 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         self.patience = check_int(patience, "patience", type(self).__name__)
         self.gravity = check_real(gravity, "gravity", type(self).__name__, low_open=False, high=1.0, high_open=False)
         self.init_std = check_positive(init_std, "init_std", type(self).__name__)
+        self._init = resolve_init(init, type(self).__name__)
+        self.init = init
         self._user_closure: Callable[..., Any] | None = None
         self._member_best = math.inf
         super().__init__(params, {"bounds": bounds}, seed=seed, generator=generator)
+        self._init.check(self._space(), type(self).__name__)
         self.members: list[torch.optim.Optimizer] = [self._make_member() for _ in range(self.n)]
 
     # ------------------------------------------------------------------ members
@@ -153,8 +164,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
             if [id(p) for g in m.param_groups for p in g["params"]] != ours:
                 self.members[i] = self._make_member()
         gen = self._generator(space)
-        noise = torch.randn((self.n, space.n), generator=gen, dtype=space.dtype, device=space.device)
-        X = space.project(x + self.init_std * noise)
+        X = space.project(draw_population(self._init, space, x, self.n, gen, self.init_std, type(self).__name__))
         X[0] = x
         st.update(
             positions=X,

@@ -229,6 +229,48 @@ def test_particle_swarm_and_evolution_strategy_on_dask_equal_the_serial_run(
     assert _population_run(cls, dask_client, source) == _population_run(cls, None, source)
 
 
+def _zeroing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> Any:
+    """The torch.optim closure convention: gradients zeroed, then the loss and its backward."""
+
+    def closure(backward: bool = True) -> torch.Tensor:
+        for p in model.parameters():
+            p.grad = None
+        loss = mse(model, X, y)
+        if backward:
+            loss.backward()
+        return loss
+
+    return closure
+
+
+def _swarm_run(executor: Any, member: str, source: str = "closure", closure: Any = None) -> tuple[Any, ...]:
+    model, X, y, _, _ = _problem()
+    if closure is None:
+        closure = tzb.BatchObjective(model, mse, X, y) if source == "batch" else _zeroing_closure(model, X, y)
+    factory: Any = (
+        (lambda q: torch.optim.Adam(q, lr=0.05))
+        if member == "Adam"
+        else (tzb.RandomWalk, {"lr": 0.3, "adapt": 1.5, "seed": 7})
+    )
+    opt = tzb.SwarmOfOptimizers(model.parameters(), factory, n=4, patience=2, seed=5, executor=executor)
+    for _ in range(5):
+        loss = float(opt.step(closure))
+    members = [{k: v for k, v in m.state_dict()["state"].items()} for m in opt.members]
+    return [float(v) for p in model.parameters() for v in p.detach().reshape(-1)], loss, opt.nfev, repr(members)
+
+
+@pytest.mark.parametrize("member,source", [("Adam", "closure"), ("Adam", "batch"), ("RandomWalk", "closure")])
+def test_swarm_of_optimizers_on_dask_equals_the_serial_run(member: str, source: str, dask_client: Any) -> None:
+    """Members stepped on workers (their state shipped out and back) end where the serial swarm ends,
+    with the same evaluation count and the same member optimizer states."""
+    assert _swarm_run(dask_client, member, source) == _swarm_run(None, member, source)
+
+
+def test_swarm_of_optimizers_on_a_thread_pool_equals_the_serial_run() -> None:
+    with ThreadPoolExecutor(2) as pool:
+        assert _swarm_run(pool, "Adam") == _swarm_run(None, "Adam")
+
+
 def test_a_population_method_on_a_thread_pool_equals_the_serial_run() -> None:
     with ThreadPoolExecutor(2) as pool:
         assert _population_run(tzb.ParticleSwarm, pool, "closure") == _population_run(
@@ -283,12 +325,17 @@ def _killing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor, m
         if os.getpid() != here and calls[0] == 5 and not os.path.exists(marker):
             open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
-        return mse(model, X, y)
+        for p in model.parameters():
+            p.grad = None
+        loss = mse(model, X, y)
+        if backward:
+            loss.backward()
+        return loss
 
     return closure
 
 
-@pytest.mark.parametrize("method", ["DE", "nevergrad", "ParticleSwarm", "EvolutionStrategy"])
+@pytest.mark.parametrize("method", ["DE", "nevergrad", "ParticleSwarm", "EvolutionStrategy", "SwarmOfOptimizers"])
 def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, tmp_path: Any) -> None:
     """A whole run with one worker killed in its middle ends where the undisturbed serial run ends."""
     marker = str(tmp_path / "killed")
@@ -315,6 +362,9 @@ def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, 
                 model.parameters(), "TwoPointsDE", budget=48, num_workers=12, seed=3, executor=executor
             )
             loss, nfev = float(opt.step(closure)), opt.result.nfev
+        elif method == "SwarmOfOptimizers":
+            runs.append(_swarm_run(executor, "Adam", closure=closure))
+            continue
         else:
             size = {"n_particles": 12} if method == "ParticleSwarm" else {"n_offspring": 12}
             opt = getattr(tzb, method)(model.parameters(), **size, seed=2, executor=executor)

@@ -94,6 +94,8 @@ class RemoteEvaluator:
         retries: how often Dask reruns a task whose evaluation raised (a task lost with its
             worker is rerun by the scheduler regardless), and how often a population is sent
             again when the payload's last copy was lost with a worker.
+        extra: anything else the workers' tasks need (picklable), shipped once with the payload
+            and found on the worker as ``job.extra``.
 
     Raises:
         TypeError: the source cannot be serialized (the message names the reason), or a
@@ -110,6 +112,7 @@ class RemoteEvaluator:
         *,
         chunk_size: int | None = None,
         retries: int = 2,
+        extra: Any = None,
     ) -> None:
         bad = isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
         if chunk_size is not None and bad:
@@ -123,10 +126,10 @@ class RemoteEvaluator:
         self._pass: BatchObjective | None
         if isinstance(source, BatchObjective):
             self._pass = source
-            payload: tuple[Any, ...] = ("batch", source, source.names_for(flat), flat.n)
+            payload: tuple[Any, ...] = ("batch", source, source.names_for(flat), flat.n, extra)
         else:
             self._pass = None
-            payload = ("closure", source, list(flat.params), flat.n)
+            payload = ("closure", source, list(flat.params), flat.n, extra)
         self.payload = _serialize(payload, source)
         self._shipped: Any = None  # a Dask future holding the payload on every worker
 
@@ -145,19 +148,27 @@ class RemoteEvaluator:
             return np.empty(0)
         size = self._rows_per_task(flat, pop)
         chunks = [np.ascontiguousarray(Xn[a : a + size]) for a in range(0, pop, size)]
-        if self.dask:
-            parts = self._on_dask(chunks)
-        else:
-            futures = [self.executor.submit(_run_chunk, self.token, self.payload, c) for c in chunks]
-            try:
-                parts = [f.result() for f in futures]
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        parts = self.run_tasks(_run_chunk, [(c,) for c in chunks])
         return np.concatenate(parts).astype(np.float64, copy=False)
 
-    def _on_dask(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+    def run_tasks(self, fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> list[Any]:
+        """``fn(job, *a)`` for each ``a`` in ``args`` on the workers, results in order.
+
+        ``fn`` must be a module-level function; ``job`` is the worker's unpickled payload
+        (a :class:`WorkerJob`). Tasks must be pure functions of their arguments: one whose
+        worker died is run again.
+        """
+        if self.dask:
+            return self._on_dask(fn, args)
+        futures = [self.executor.submit(_run_task, self.token, self.payload, fn, a) for a in args]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+    def _on_dask(self, fn: Callable[..., Any], args: list[tuple[Any, ...]]) -> list[Any]:
         # The scattered payload has no recipe: Dask's memory manager keeps one replica of it, and
         # if the worker holding that replica dies the key is forgotten and every task needing it is
         # cancelled. The chunks are pure functions of the rows, so the payload is scattered again
@@ -169,8 +180,8 @@ class RemoteEvaluator:
             if self._shipped is None:
                 self._shipped = client.scatter(self.payload, broadcast=True, hash=False)
             futures = [
-                client.submit(_run_chunk, self.token, self._shipped, c, pure=False, retries=self.retries)
-                for c in chunks
+                client.submit(_run_task, self.token, self._shipped, fn, a, pure=False, retries=self.retries)
+                for a in args
             ]
             try:
                 return list(client.gather(futures))
@@ -226,25 +237,30 @@ def _serialize(payload: tuple[Any, ...], source: Any) -> bytes:
     return data
 
 
-def _run_chunk(token: str, payload: bytes, X: np.ndarray) -> np.ndarray:
-    """Worker side: the losses of the rows of ``X`` (payload unpickled once per thread)."""
+def _run_task(token: str, payload: bytes, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """Worker side: ``fn(job, *args)`` with the payload unpickled once per worker thread."""
     cache: OrderedDict[str, Any] | None = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = OrderedDict()
     job = cache.get(token)
     if job is None:
-        job = _Job(pickle.loads(payload))
+        job = WorkerJob(pickle.loads(payload))
         cache[token] = job
         while len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
+    return fn(job, *args)
+
+
+def _run_chunk(job: WorkerJob, X: np.ndarray) -> np.ndarray:
+    """Worker side: the losses of the rows of ``X``."""
     return job.run(X)
 
 
-class _Job:
-    """An unpickled payload, ready to evaluate rows on this worker."""
+class WorkerJob:
+    """An unpickled payload on a worker: the source, its own copy of the tensors, and ``extra``."""
 
     def __init__(self, payload: tuple[Any, ...]) -> None:
-        kind, source, what, n = payload
+        kind, source, what, n, self.extra = payload
         self.kind = kind
         self.source = source
         if kind == "batch":

@@ -326,7 +326,10 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
 
         A point outside the bounds (or off the integer grid) is counted but never kept as the answer.
         """
-        x = space.read()
+        return self._record_point(space, space.read(), f)
+
+    def _record_point(self, space: FlatSpace, x: torch.Tensor, f: float) -> float:
+        """Record a closure run made by someone else at ``x`` (a swarm member stepped on a worker)."""
         if not torch.equal(space.project(x), x):
             self._at_best = False
             return self._evals.count(f)

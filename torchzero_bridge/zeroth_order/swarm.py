@@ -28,9 +28,11 @@ import torch
 from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
 from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.core.remote import RemoteEvaluator, check_executor
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer
 from torchzero_bridge.zeroth_order.initializers import InitSpec, draw_population, resolve_init
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
+from torchzero_bridge.zeroth_order.swarm_remote import MemberResult, member_groups, run_member_step
 
 __all__ = ["SwarmOfOptimizers"]
 
@@ -70,6 +72,10 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         bounds: per-group ``(lo, hi)``; member positions are clipped to them.
         seed: seed of the swarm's random generator (initial spread and crossovers).
         generator: a ``torch.Generator`` to use instead of ``seed``.
+        executor: a ``concurrent.futures.Executor`` or a ``dask.distributed.Client``: each
+            member's step runs there as one task (its position and optimizer ``state_dict`` go
+            out, its new ones and every point it evaluated come back); the run equals the serial
+            one. The closure and the factory are shipped once (see the distributed guide).
 
     Raises:
         TypeError: ``optimizers_factory`` is not a factory (or is a constructed optimizer) or does
@@ -105,7 +111,9 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         bounds: Any = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        executor: Any = None,
     ) -> None:
+        self.executor = check_executor(executor, type(self).__name__)
         check_spec(optimizers_factory, owner=type(self).__name__, what="optimizers_factory", allow_constructed=False)
         if optimizers_factory is None:
             raise TypeError(
@@ -173,20 +181,50 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         )
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
-        closure = self._closure_for_members(space)
         X, fitness = st["positions"], st["fitness"]
-        for i, member in enumerate(self.members):
-            space.write(X[i])
-            self._member_best = math.inf
-            member.step(closure)
-            self._at_best = False  # the member moved the parameters after its last evaluation
-            X[i] = space.project(space.read())
-            fitness[i] = self._member_best
+        if isinstance(self._batch, RemoteEvaluator):
+            self._step_members_remotely(space, self._batch, X, fitness)
+        else:
+            closure = self._closure_for_members(space)
+            for i, member in enumerate(self.members):
+                space.write(X[i])
+                self._member_best = math.inf
+                member.step(closure)
+                self._at_best = False  # the member moved the parameters after its last evaluation
+                X[i] = space.project(space.read())
+                fitness[i] = self._member_best
         self._replace_laggards(space, st)
         if self.gravity > 0:
             best = X[int(torch.argmin(fitness))]
             X += self.gravity * (best - X)
             st["positions"] = space.project(X)
+
+    def _population_source(self, closure: Callable[..., Any], space: FlatSpace) -> Any:
+        """With an executor: a RemoteEvaluator shipping the closure and the members' factory."""
+        if self.executor is None:
+            return None  # members step with the closure; populations are not evaluated here
+        if self._remote is None or self._remote.source is not closure:
+            groups = member_groups(forward_groups(self.param_groups, ["bounds"]), space.flat.params)
+            extra = (self.optimizers_factory, groups)
+            self._remote = RemoteEvaluator(self.executor, closure, space.flat, extra=extra)
+        return self._remote
+
+    def _step_members_remotely(
+        self, space: FlatSpace, remote: RemoteEvaluator, X: torch.Tensor, fitness: torch.Tensor
+    ) -> None:
+        """Every member's step as one task; evaluations recorded in member order, as serially."""
+        starts = X.detach().to("cpu", torch.float64).numpy()
+        tasks = [(starts[i].copy(), m.state_dict()) for i, m in enumerate(self.members)]
+        results: list[MemberResult] = remote.run_tasks(run_member_step, tasks)
+        for i, (end, state, points, losses) in enumerate(results):
+            self._member_best = math.inf
+            for point, f in zip(points, losses):
+                at = torch.as_tensor(point).to(device=space.device, dtype=space.dtype)
+                self._member_best = min(self._member_best, self._record_point(space, at, f))
+            self.members[i].load_state_dict(state)
+            X[i] = space.project(torch.as_tensor(end).to(device=space.device, dtype=space.dtype))
+            fitness[i] = self._member_best
+        self._at_best = False
 
     def _closure_for_members(self, space: FlatSpace) -> Callable[..., Any]:
         user = self._user_closure

@@ -236,7 +236,7 @@ def test_size_schedule_grows_the_swarm_with_children_of_the_best_two() -> None:
     params = _params()
     opt = _swarm(params, factory=lambda q: torch.optim.SGD(q, lr=0.0), patience=100, size_schedule=lambda t: 2 + t // 2)
     closure = _closure(params)
-    losses, counts = [float(opt.step(closure))], [len(opt.members)]
+    losses, counts, mixed = [float(opt.step(closure))], [len(opt.members)], 0
     for _ in range(5):
         st = opt.method_state
         X, order = st["positions"].clone(), torch.argsort(st["fitness"], stable=True)
@@ -244,7 +244,10 @@ def test_size_schedule_grows_the_swarm_with_children_of_the_best_two() -> None:
         counts.append(len(opt.members))
         for row in opt.method_state["positions"][X.shape[0] :]:  # SGD with lr=0: only births change positions
             assert all(bool((row[c] == X[order[:2], c]).any()) for c in range(row.numel()))
-    assert counts == [2, 2, 3, 3, 4, 4]
+            if int((X[order[0]] != X[order[1]]).sum()) > 1:  # then never a copy of a parent
+                assert not torch.equal(row, X[order[0]]) and not torch.equal(row, X[order[1]])
+                mixed += 1
+    assert counts == [2, 2, 3, 3, 4, 4] and mixed >= 1
     assert losses == sorted(losses, reverse=True)
     assert opt.method_state["positions"].shape == (4, 4) and opt.nfev == sum(counts) + 1
     fixed = _swarm(params, factory=lambda q: torch.optim.SGD(q, lr=0.0), n=3)

@@ -54,7 +54,8 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
     lowest loss its optimizer saw during that step. A member ranked in the worse half for
     ``patience`` consecutive steps dies and is replaced by a child of the two best members
     (``a`` the best, ``b`` the second): a fresh optimizer from the factory at a uniform crossover
-    of their positions, which then inherits (see :mod:`~torchzero_bridge.zeroth_order.breeding`):
+    of their positions (never a copy of one where they differ in two entries or more), which then inherits (see
+    :mod:`~torchzero_bridge.zeroth_order.breeding`):
 
     * per-parameter optimizer state crossed from ``a``'s and ``b``'s ``state_dict()`` by
       ``state_crossover``; then the entries ``reset_state`` names are put back to the dead
@@ -319,7 +320,12 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
 
         ``initial`` is the saved initial state of the slot it fills (``None``: a new slot, nothing to reset).
         """
-        mask = torch.rand(space.n, generator=self._generator(space), dtype=space.dtype, device=space.device) < 0.5
+        gen = self._generator(space)
+        mask = torch.rand(space.n, generator=gen, dtype=space.dtype, device=space.device) < 0.5
+        differ = torch.nonzero(X[a] != X[b]).flatten()
+        if differ.numel() > 1 and bool(mask[differ].all() | ~mask[differ].any()):  # a copy of one parent
+            j = int(differ[int(torch.randint(differ.numel(), (1,), generator=gen, device=space.device))])
+            mask[j] = ~mask[j]
         x = torch.where(mask, X[a], X[b])
         child = self._make_member()
         if self.state_crossover == "none" and not self.mutate and self.reset_state is not True:

@@ -273,4 +273,22 @@ NATIVE_ENTRIES: list[Entry] = [
         _rosen,
         **_DFO,
     ),
+    Entry(  # gradient members that breed: children inherit swapped Adam state and mutated lr/betas
+        "SwarmOfOptimizers[breed]",
+        lambda p: _t("SwarmOfOptimizers")(
+            p, _adam, n=3, patience=1, state_crossover="swap", mutate=True, reset_state=("exp_avg",), seed=1
+        ),
+        _rosen,
+        gradient=True,
+        **_DFO,
+    ),
+    Entry(  # one birth per step, a child of the best two with their averaged Adam state
+        "SwarmOfOptimizers[size_schedule]",
+        lambda p: _t("SwarmOfOptimizers")(
+            p, _adam, n=2, patience=100, state_crossover="average", size_schedule="linear", seed=1
+        ),
+        _rosen,
+        gradient=True,
+        **_DFO,
+    ),
 ]

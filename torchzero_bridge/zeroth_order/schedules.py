@@ -3,7 +3,8 @@
 A schedule is any callable ``size(step) -> int`` of the 0-based step index. The population methods
 (:class:`~torchzero_bridge.zeroth_order.ParticleSwarm`,
 :class:`~torchzero_bridge.zeroth_order.EvolutionStrategy`,
-:class:`~torchzero_bridge.zeroth_order.EnsembleKalmanInversion`) take one as ``size_schedule=``;
+:class:`~torchzero_bridge.zeroth_order.EnsembleKalmanInversion`,
+:class:`~torchzero_bridge.zeroth_order.SwarmOfOptimizers`) take one as ``size_schedule=``;
 populations only grow: a value below the current size keeps the current size.
 
 Named schedules, with ``base`` the optimizer's own size option (e.g. ``n_particles``):

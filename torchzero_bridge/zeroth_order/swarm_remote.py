@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,10 +38,11 @@ import numpy as np
 import torch
 
 from torchzero_bridge.core.closure import ClosureAdapter, loss_to_float
-from torchzero_bridge.core.remote import WorkerJob
+from torchzero_bridge.core.device import FlatSpace
+from torchzero_bridge.core.remote import RemoteEvaluator, WorkerJob
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer
 
-__all__ = ["MemberResult", "member_groups", "run_member_step"]
+__all__ = ["MemberResult", "member_groups", "run_member_step", "step_members_remotely"]
 
 # (final position, the optimizer's state_dict, the evaluated points (k, n), their losses)
 MemberResult = tuple[np.ndarray, dict[str, Any], np.ndarray, list[float]]
@@ -89,3 +91,25 @@ def run_member_step(job: WorkerJob, x: np.ndarray, state: dict[str, Any]) -> Mem
     opt.step(ClosureAdapter(job.source).observed(seen))
     stacked = np.stack(points) if points else np.empty((0, x.shape[0]))
     return job.flat.read(), opt.state_dict(), stacked, losses
+
+
+def step_members_remotely(
+    swarm: Any, space: FlatSpace, remote: RemoteEvaluator, X: torch.Tensor, fitness: torch.Tensor
+) -> None:
+    """Host side: every member's step of ``swarm`` as one task, evaluations recorded in member order.
+
+    Row ``i`` of ``X`` and ``fitness`` become member ``i``'s new position and the lowest loss it
+    saw, and its optimizer gets the state its step left, as after a serial swarm step.
+    """
+    starts = X.detach().to("cpu", torch.float64).numpy()
+    tasks = [(starts[i].copy(), m.state_dict()) for i, m in enumerate(swarm.members)]
+    results: list[MemberResult] = remote.run_tasks(run_member_step, tasks)
+    for i, (end, state, points, losses) in enumerate(results):
+        best = math.inf
+        for point, f in zip(points, losses):
+            at = torch.as_tensor(point).to(device=space.device, dtype=space.dtype)
+            best = min(best, swarm._record_point(space, at, f))
+        swarm.members[i].load_state_dict(state)
+        X[i] = space.project(torch.as_tensor(end).to(device=space.device, dtype=space.dtype))
+        fitness[i] = best
+    swarm._at_best = False  # the parameters were not touched; the best point is written back at the end

@@ -141,6 +141,22 @@ def test_geometric_schedule_and_jac_use_count_estimates() -> None:
     assert jac_runs < opt.result.nfev <= jac_runs + 2 * jac.estimates
 
 
+def test_random_grad_best_of_schedule_pins_runs_and_resumes() -> None:
+    w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = tzb.RandomGrad([w], lr=0.1, best_of_schedule="linear", seed=0)
+    closure = Counted(w)
+    assert _runs_per_step(opt, closure, 3) == [2, 3, 4]  # f(x) plus best_of = 1, 2, 3 trials
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    fresh = tzb.RandomGrad([w], lr=0.1, best_of_schedule="linear", seed=0)
+    fresh.load_state_dict(torch.load(buf, weights_only=True))
+    assert fresh.steps == 3
+    assert _runs_per_step(fresh, closure, 3) == [5, 5, 5]  # best_of 4 = the limit 4 * best_of
+    with pytest.raises(ValueError, match="RandomGrad: best_of_schedule expected one of"):
+        tzb.RandomGrad([w], best_of_schedule="fast")
+
+
 def test_bad_schedules_are_named_in_the_error() -> None:
     with pytest.raises(ValueError, match="SPSA: n_samples_schedule expected one of"):
         SPSA(n_samples_schedule="cubic")

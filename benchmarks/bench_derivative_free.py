@@ -505,7 +505,7 @@ def markdown(results: dict[str, Any]) -> str:
             return "n/a"
         evals = summary["median_evals_to_target"]
         reached = f"{summary['reached']}/{summary['seeds']}"
-        return f"{'–' if evals is None else int(evals)} ({reached}) / {summary['median_best']:.0e}"
+        return f"{'–' if evals is None else int(evals)} ({reached}) / {summary['median_best']:.1e}"
 
     problems = list(results["native"])
     budgets = results.get("budgets", {})

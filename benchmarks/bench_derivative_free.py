@@ -99,7 +99,8 @@ class Counter:
 
     def __init__(self, model: torch.nn.Module, target: float, budget: float = math.inf) -> None:
         self.model, self.target, self.budget = model, target, budget
-        self.n, self.best, self.hit = 0, math.inf, None
+        self.n, self.best = 0, math.inf
+        self.hit: int | None = None
 
     def record(self, f: float) -> None:
         if self.n >= self.budget:
@@ -136,6 +137,12 @@ class MLP(torch.nn.Module):
     """2 -> 16 -> 16 -> 1, tanh, float32: 337 weights, initialized as ``nn.Linear`` does from a fixed seed."""
 
     sizes = ((2, 16), (16, 16), (16, 1))
+    w0: torch.Tensor
+    b0: torch.Tensor
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()

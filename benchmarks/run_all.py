@@ -30,6 +30,7 @@ QUICK_FLAGS = {
     "ng_optuna": ["--quick"],
     "zeroth_order": ["--epochs", "5"],
     "distributed": ["--quick"],
+    "derivative_free": ["--quick"],
 }
 
 

@@ -41,6 +41,12 @@ NATIVE_ENTRIES: list[Entry] = [
         _rosen,
         **_ESTIMATOR,
     ),
+    Entry(  # directions per step grow 1, 2, 3, 4 (closure runs 2, 4, 6, 8); Gaussian: no point repeats
+        "RDSA[n_samples_schedule]",
+        lambda p: _t("RDSA")(p, n_samples_schedule="linear", opt=_adam, seed=1),
+        _rosen,
+        **_ESTIMATOR,
+    ),
     Entry(
         "ForwardGradient",
         lambda p: _t("ForwardGradient")(p, opt=_adam, seed=1),

@@ -32,6 +32,7 @@ from torchzero_bridge.zeroth_order.directions import piece_of
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.estimators.walk import Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
+from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
 from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["RandomGrad"]
@@ -47,7 +48,8 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     directions is compared. The inner optimizer ``opt`` then applies its own rule to that
     gradient; without one the SGD step above is taken.
 
-    Closure runs per step: ``1 + best_of`` (2 by default), all without backward. A
+    Closure runs per step: ``1 + best_of`` (2 by default; ``1 + best_of_schedule(t)`` at the ``t``-th step,
+    0-based, with a schedule), all without backward. A
     non-finite trial loss counts as a rise; a non-finite ``f(x)`` skips the update with a
     :class:`~torchzero_bridge.errors.NonFiniteLossWarning`. ``step`` returns ``f(x)``, the loss
     before the update.
@@ -71,12 +73,21 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``, or
             smoothed directions (``smooth_directions.Smoothed``/``AR1``; the ``AR1`` chain advances
             with the direction each step uses).
-        best_of: directions tried per step.
+        best_of: directions tried per step (the first step's, with ``best_of_schedule``).
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
+        best_of_schedule: directions per step over time, like the estimators' ``n_samples_schedule``:
+            ``None`` (always ``best_of``), ``"linear"``, ``"geometric"`` or a callable of the 0-based
+            step index (:attr:`steps`, kept by ``state_dict``); see
+            :mod:`~torchzero_bridge.zeroth_order.schedules`.
+
+    Attributes:
+        nfev: closure runs so far.
+        steps: completed steps (the step index of ``best_of_schedule``).
 
     Raises:
-        ValueError: ``lr <= 0``, ``best_of < 1``, unknown distribution.
+        ValueError: ``lr <= 0``, ``best_of < 1``, unknown distribution or schedule name; at a step, a
+            scheduled count below 1.
         TypeError: a non-floating parameter, ``opt`` of the wrong kind (or needing a closure), no
             closure at ``step``.
         ValueError: a constructed ``opt`` over other tensors (the message names them).
@@ -105,9 +116,15 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         best_of: int = 1,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        best_of_schedule: SizeSchedule = None,
     ) -> None:
         check_positive(lr, "lr", "RandomGrad")
         self.best_of = check_int(best_of, "best_of", "RandomGrad")
+        self.best_of_schedule = best_of_schedule
+        self._best_of_at = resolve_size_schedule(
+            best_of_schedule, self.best_of, "best_of", "RandomGrad", option="best_of_schedule"
+        )
+        self.steps = 0
         self.sampler = make_sampler(distribution, "RandomGrad")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"RandomGrad: generator expected a torch.Generator, got {type(generator).__name__}")
@@ -162,6 +179,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         try:
             with torch.no_grad():
                 loss, applied = self._step(f)
+            self.steps += 1
         finally:
             self.nfev += f.count
         if applied and self.opt is not None:
@@ -180,7 +198,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             return f0, False
         best_seed: int | None = None
         best_f = math.inf
-        for _ in range(self.best_of):
+        for _ in range(self._best_of_at(self.steps)):
             # x -> x + lr d -> x in place, exactly (no copy of the parameters; see estimators.walk)
             seed = self._draw_seed()
             walk = Walk(reals, lrs, (1,), self.sampler, seed, self.sampler.sphere_scale(seed, reals))
@@ -217,6 +235,7 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             "rng": self.rng.state_dict(),
             "opt": None if self.opt is None else self.opt.state_dict(),
             "nfev": self.nfev,
+            "steps": self.steps,
             "directions": self.sampler.state_dict(),
         }
 
@@ -225,5 +244,6 @@ class RandomGrad(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         if self.opt is not None and state.get("opt") is not None:
             self.opt.load_state_dict(state["opt"])
         self.nfev = int(state.get("nfev", self.nfev))
+        self.steps = int(state.get("steps", self.steps))
         if state.get("directions") is not None:
             self.sampler.load_state_dict(state["directions"])

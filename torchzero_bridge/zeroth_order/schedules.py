@@ -5,7 +5,9 @@ A schedule is any callable ``size(step) -> int`` of the 0-based step index. The 
 :class:`~torchzero_bridge.zeroth_order.EvolutionStrategy`,
 :class:`~torchzero_bridge.zeroth_order.EnsembleKalmanInversion`,
 :class:`~torchzero_bridge.zeroth_order.SwarmOfOptimizers`) take one as ``size_schedule=``;
-populations only grow: a value below the current size keeps the current size.
+populations only grow: a value below the current size keeps the current size. The randomized
+gradient estimators take one as ``n_samples_schedule=`` (directions per estimate, the step index
+counting their estimates); there the count follows the schedule exactly.
 
 Named schedules, with ``base`` the optimizer's own size option (e.g. ``n_particles``):
 
@@ -97,7 +99,7 @@ class GeometricGrowth:
 
 
 def resolve_size_schedule(
-    schedule: SizeSchedule, base: int, name: str, owner: str, *, minimum: int = 1
+    schedule: SizeSchedule, base: int, name: str, owner: str, *, minimum: int = 1, option: str = "size_schedule"
 ) -> Callable[[int], int]:
     """The schedule as a checked callable ``size(step) -> int`` (sizes below ``minimum`` raise).
 
@@ -107,6 +109,7 @@ def resolve_size_schedule(
         name: that option's name, for messages.
         owner: the optimizer's class name, for messages.
         minimum: the smallest size the method works with.
+        option: the name of the schedule option, for messages (the estimators' ``n_samples_schedule``).
 
     Raises:
         ValueError: an unknown name; later, when called, a size that is not an int >= ``minimum``.
@@ -128,19 +131,19 @@ def resolve_size_schedule(
         elif schedule == "geometric":
             inner = GeometricGrowth(base, factor=2.0, every=10, limit=8 * base)
         else:
-            raise ValueError(f"{owner}: size_schedule expected one of {SCHEDULES} or a callable, got {schedule!r}")
+            raise ValueError(f"{owner}: {option} expected one of {SCHEDULES} or a callable, got {schedule!r}")
     elif callable(schedule):
         inner = schedule
     else:
-        raise TypeError(f"{owner}: size_schedule expected None, a name or a callable of the step, got {schedule!r}")
+        raise TypeError(f"{owner}: {option} expected None, a name or a callable of the step, got {schedule!r}")
 
     def size(step: int) -> int:
         value = inner(step)
         try:
-            return check_int(value, f"size_schedule({step}) for {name}", owner, minimum=minimum)
+            return check_int(value, f"{option}({step}) for {name}", owner, minimum=minimum)
         except ValueError:
             raise ValueError(
-                f"{owner}: size_schedule({step}) for {name} expected an integer >= {minimum}, got {value!r}"
+                f"{owner}: {option}({step}) for {name} expected an integer >= {minimum}, got {value!r}"
             ) from None
 
     return size

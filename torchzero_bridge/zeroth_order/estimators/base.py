@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from torchzero_bridge._checks import check_positive
+from torchzero_bridge._checks import check_int, check_positive
 from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.closure import CountedClosure
 from torchzero_bridge.core.frozen import SkipsFrozen
@@ -52,6 +52,7 @@ from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.errors import IgnoredOptionWarning
 from torchzero_bridge.zeroth_order.common import SeededRNG
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
+from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
 
 __all__ = ["Block", "GradientEstimator", "ParamsArg"]
 
@@ -95,6 +96,8 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
     Attributes:
         opt: the inner optimizer (``None`` without one).
         nfev: closure runs made by ``step``/``estimate`` so far.
+        estimates: estimates made so far (completed steps; ``jac`` calls for MinimizeWrapper): the
+            step index of ``n_samples_schedule``, kept by ``state_dict``.
     """
 
     needs_closure: ClassVar[bool] = True
@@ -119,6 +122,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         self._opt_spec = opt
         self.opt: torch.optim.Optimizer | None = None
         self.nfev = 0
+        self.estimates = 0
         # torch needs a non-empty list; start with an empty group and drop it (unbound state)
         super().__init__([{"params": []}], defaults)
         self.param_groups.clear()
@@ -251,6 +255,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             with torch.no_grad():
                 loss = self._estimate(f, blocks)
             done = True
+            self.estimates += 1
         finally:
             self.nfev += f.count
             self._last_nonfinite = f.nonfinite
@@ -288,11 +293,24 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             xt.copy_(torch.from_numpy(np.asarray(x, dtype=np.float64).reshape(-1)))
             with torch.no_grad():
                 self._estimate(f, blocks)
+            self.estimates += 1
             return gt.numpy().copy()
 
         return jac
 
     # ------------------------------------------------------------------ for subclasses
+    def _schedule_samples(self, n_samples: Any, schedule: SizeSchedule) -> int:
+        """Check ``n_samples``, keep ``schedule`` (``n_samples_schedule=``) resolved; return ``n_samples``."""
+        name = type(self).__name__
+        n = check_int(n_samples, "n_samples", name)
+        self.n_samples_schedule = schedule
+        self._sample_count = resolve_size_schedule(schedule, n, "n_samples", name, option="n_samples_schedule")
+        return n
+
+    def n_samples_at(self, step: int) -> int:
+        """Directions the estimate with 0-based index ``step`` uses (the next one: ``n_samples_at(estimates)``)."""
+        return self._sample_count(step)
+
     def _estimate(self, f: Callable[[], float], blocks: list[Block]) -> float:
         """Fill every ``block.grads`` tensor; restore ``block.params``; return the step's loss."""
         raise NotImplementedError
@@ -309,6 +327,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
             "rng": None if self.rng is None else self.rng.state_dict(),
             "opt": None if self.opt is None else self.opt.state_dict(),
             "nfev": self.nfev,
+            "estimates": self.estimates,
             "directions": None if sampler is None else sampler.state_dict(),  # an AR1 chain's previous direction
         }
 
@@ -321,6 +340,7 @@ class GradientEstimator(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         if self.opt is not None and state.get("opt") is not None:
             self.opt.load_state_dict(state["opt"])
         self.nfev = int(state.get("nfev", self.nfev))
+        self.estimates = int(state.get("estimates", self.estimates))
 
     # ------------------------------------------------------------------ internals
     def _block(self, group: dict[str, Any]) -> Block:

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from torchzero_bridge._checks import check_int
 from torchzero_bridge._preload import preload
 from torchzero_bridge.core.closure import ClosureAdapter, CountedClosure, loss_to_float
 from torchzero_bridge.errors import ClosureError
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
+from torchzero_bridge.zeroth_order.schedules import SizeSchedule
 from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["ForwardGradient"]
@@ -49,15 +49,17 @@ class ForwardGradient(GradientEstimator):
     Args:
         params: tensors or param-group dicts, or ``None`` for an unbound estimator (first
             stage of a GradChain).
-        n_samples: directions per estimate.
+        n_samples: directions per estimate (the first one's, with ``n_samples_schedule``).
         distribution: ``"gaussian"`` (default), ``"rademacher"``, ``"uniform"`` or ``"sphere"``, or
             ``smooth_directions.Smoothed``/``AR1`` (the ``AR1`` chain advances once per sample).
         opt: inner optimizer factory, e.g. ``lambda p: torch.optim.Adam(p, lr=1e-2)``.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
+        n_samples_schedule: directions per estimate over time (see :class:`RandomizedFDM`).
 
     Raises:
-        ValueError: unknown distribution, ``n_samples < 1``.
+        ValueError: unknown distribution, ``n_samples < 1``, unknown schedule name; at a step, a
+            scheduled count below 1.
         TypeError: at ``step``, a closure that cannot skip its backward pass.
 
     Example:
@@ -81,8 +83,9 @@ class ForwardGradient(GradientEstimator):
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        n_samples_schedule: SizeSchedule = None,
     ) -> None:
-        self.n_samples = check_int(n_samples, "n_samples", "ForwardGradient")
+        self.n_samples = self._schedule_samples(n_samples, n_samples_schedule)
         self.sampler = make_sampler(distribution, "ForwardGradient")
         super().__init__(params, {}, opt=opt, seed=seed, generator=generator, randomized=True)
         preload("torch._decomp.decompositions_for_jvp")  # the first forward-mode pass imports it; not inside a step
@@ -120,7 +123,8 @@ class ForwardGradient(GradientEstimator):
         for g in grads:
             g.zero_()
         loss = float("nan")
-        for k in range(self.n_samples):
+        n = self.n_samples_at(self.estimates)
+        for k in range(n):
             dirs = self.sampler.draw(self._draw_seed(), reals)
             value, deriv = _jvp(adapter, tensors, dirs)
             f.record.count(value if math.isfinite(deriv) else math.nan)  # a non-finite derivative counts too
@@ -128,9 +132,9 @@ class ForwardGradient(GradientEstimator):
                 loss = value
             for g, d in zip(grads, dirs):
                 g.add_(d, alpha=deriv)
-        if self.n_samples > 1:
+        if n > 1:
             for g in grads:
-                g.div_(self.n_samples)
+                g.div_(n)
         return loss
 
 

@@ -26,6 +26,7 @@ from torchzero_bridge.zeroth_order.estimators.base import GradientEstimator, Par
 from torchzero_bridge.zeroth_order.estimators.randomized import RandomizedFDM
 from torchzero_bridge.zeroth_order.estimators.walk import After
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
+from torchzero_bridge.zeroth_order.schedules import SizeSchedule
 from torchzero_bridge.zeroth_order.smooth_directions import AR1, Distribution
 
 __all__ = ["MeZO", "is_plain_sgd"]
@@ -106,6 +107,8 @@ class MeZO(RandomizedFDM):
         opt: inner optimizer factory.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
+        n_samples_schedule: directions per estimate over time (see :class:`RandomizedFDM`; the seed
+            path counts its steps in :attr:`estimates` too).
         fill_grad: write the estimate into ``.grad``. ``None`` (default): only when something
             reads it, an inner optimizer other than plain SGD or a :class:`GradChain` (an
             estimator constructed without parameters and bound later). ``False`` with an
@@ -143,6 +146,7 @@ class MeZO(RandomizedFDM):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         fill_grad: bool | None = None,
+        n_samples_schedule: SizeSchedule = None,
     ) -> None:
         if fill_grad is not None and not isinstance(fill_grad, bool):
             raise TypeError(f"MeZO: fill_grad expected True, False or None, got {fill_grad!r}")
@@ -158,6 +162,7 @@ class MeZO(RandomizedFDM):
             params,
             h=h,
             n_samples=n_samples,
+            n_samples_schedule=n_samples_schedule,
             formula=formula,
             distribution=distribution,
             opt=opt,
@@ -196,6 +201,7 @@ class MeZO(RandomizedFDM):
         try:
             with torch.no_grad():
                 loss = self._seed_step(f, params, hs, rates)
+                self.estimates += 1
                 if rates is not None and not f.nonfinite:
                     clamp_to_group_bounds(self.param_groups)  # the SGD update was applied in the walk
         finally:
@@ -210,10 +216,11 @@ class MeZO(RandomizedFDM):
         f: Callable[[], float],
         params: list[torch.Tensor],
         hs: list[float],
+        n: int,
         last_pass: Callable[[list[float]], After | None],
         backup: list[torch.Tensor] | None = None,
     ) -> tuple[float | None, list[float], list[tuple[int, float]]]:
-        f0, side, drawn = super()._samples(f, params, hs, last_pass, backup)
+        f0, side, drawn = super()._samples(f, params, hs, n, last_pass, backup)
         self.projected_grads = drawn
         return f0, side, drawn
 
@@ -243,7 +250,7 @@ class MeZO(RandomizedFDM):
     def _seed_step(
         self, f: CountedClosure, params: list[torch.Tensor], hs: list[float], rates: list[float] | None
     ) -> float:
-        n = self.n_samples
+        n = self.n_samples_at(self.estimates)
 
         def last_pass(coefs: list[float]) -> After | None:
             if rates is None or n > 1 or f.nonfinite:
@@ -251,7 +258,7 @@ class MeZO(RandomizedFDM):
             alphas = [r * c for r, c in zip(rates, coefs)]
             return lambda i, sl, d: piece_of(params[i], sl).add_(d, alpha=alphas[i])
 
-        f0, side, drawn = self._samples(f, params, hs, last_pass)
+        f0, side, drawn = self._samples(f, params, hs, n, last_pass)
         if rates is not None and n > 1 and not f.nonfinite:
             done = [0]  # pieces updated, in order: a failed pass is finished before the error propagates
             with deferred_interrupts():

@@ -6,7 +6,8 @@ formula's stencil points ``t``, and combines the losses into the directional der
 ``D ≈ Σ_g h_g ∇_g f · d_g``; the estimate for group ``g`` is ``D·d_g / h_g`` averaged over the
 samples. With one ``h`` for all groups this is the usual ``(∇f·d) d``.
 
-Closure runs per step for ``k = n_samples``: ``forward2``/``backward2`` ``k + 1``,
+Closure runs per step for ``k`` samples (``n_samples``, or ``n_samples_schedule(t)`` at the
+estimator's ``t``-th estimate, 0-based): ``forward2``/``backward2`` ``k + 1``,
 ``central3`` ``2k``, ``forward3``/``backward3`` ``2k + 1``, ``central5`` ``4k``.
 Loss returned: ``f(x)`` when the formula evaluates it, else the mean of the evaluations at
 ``x ± h·d`` over all samples (an O(h²) approximation of ``f(x)``).
@@ -38,12 +39,13 @@ from collections.abc import Callable
 
 import torch
 
-from torchzero_bridge._checks import check_int, check_positive
+from torchzero_bridge._checks import check_positive
 from torchzero_bridge.zeroth_order.directions import piece_of
 from torchzero_bridge.zeroth_order.estimators.base import Block, GradientEstimator, ParamsArg
 from torchzero_bridge.zeroth_order.estimators.formulas import Formula, get_formula
 from torchzero_bridge.zeroth_order.estimators.walk import After, Walk
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec
+from torchzero_bridge.zeroth_order.schedules import SizeSchedule
 from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
 
 __all__ = ["RDSA", "SPSA", "GaussianSmoothing", "RandomizedFDM"]
@@ -60,7 +62,7 @@ class RandomizedFDM(GradientEstimator):
         params: tensors or param-group dicts (per-group option ``h``), or ``None`` for an
             unbound estimator (``jac`` of MinimizeWrapper, first stage of a GradChain).
         h: the step along each direction.
-        n_samples: directions per estimate.
+        n_samples: directions per estimate (the first one's, with ``n_samples_schedule``).
         formula: ``"forward2"``, ``"backward2"``, ``"central3"`` (default), ``"forward3"``,
             ``"backward3"`` or ``"central5"``.
         distribution: ``"rademacher"`` (default), ``"gaussian"``, ``"uniform"`` or ``"sphere"``,
@@ -69,10 +71,14 @@ class RandomizedFDM(GradientEstimator):
         opt: inner optimizer factory, e.g. ``lambda p: torch.optim.Adam(p, lr=1e-2)``.
         seed: seed of the directions (``None``: drawn from torch's global generator).
         generator: draw the sample seeds from this generator instead.
+        n_samples_schedule: directions per estimate over time: ``None`` (always ``n_samples``),
+            ``"linear"`` (``n_samples + t`` up to ``4 * n_samples``), ``"geometric"`` (doubling every 10
+            estimates up to ``8 * n_samples``) or a callable ``t -> int`` of the 0-based estimate index
+            ``t`` (:attr:`estimates`, kept by ``state_dict``); see :mod:`~torchzero_bridge.zeroth_order.schedules`.
 
     Raises:
         ValueError: unknown formula or distribution (the valid ones are listed), ``h <= 0``,
-            ``n_samples < 1``.
+            ``n_samples < 1``, unknown schedule name; at a step, a scheduled count below 1.
 
     Example:
         >>> import torch
@@ -95,10 +101,11 @@ class RandomizedFDM(GradientEstimator):
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        n_samples_schedule: SizeSchedule = None,
     ) -> None:
         name = type(self).__name__
         self.formula: Formula = get_formula(formula, name)
-        self.n_samples = check_int(n_samples, "n_samples", name)
+        self.n_samples = self._schedule_samples(n_samples, n_samples_schedule)
         self.sampler = make_sampler(distribution, name)
         super().__init__(
             params, {"h": check_positive(h, "h", name)}, opt=opt, seed=seed, generator=generator, randomized=True
@@ -111,9 +118,10 @@ class RandomizedFDM(GradientEstimator):
 
     def _estimate(self, f: Callable[[], float], blocks: list[Block]) -> float:
         params, grads, hs = _flatten(blocks)
+        n = self.n_samples_at(self.estimates)
         # with one sample the gradient buffers are free until the way back: they hold the start
         # of the walk (no simulated chain, no kept entries), and each piece's estimate replaces it
-        backup = grads if self.n_samples == 1 and all(map(_can_hold, grads, params)) else None
+        backup = grads if n == 1 and all(map(_can_hold, grads, params)) else None
         if backup is None:
             for g in grads:
                 g.zero_()
@@ -123,18 +131,19 @@ class RandomizedFDM(GradientEstimator):
                 return lambda i, sl, d: piece_of(grads[i], sl).zero_().add_(d, alpha=coefs[i])
             return lambda i, sl, d: piece_of(grads[i], sl).add_(d, alpha=coefs[i])
 
-        f0, side, _ = self._samples(f, params, hs, accumulate, backup)
-        return _finish(grads, self.n_samples, f0, side)
+        f0, side, _ = self._samples(f, params, hs, n, accumulate, backup)
+        return _finish(grads, n, f0, side)
 
     def _samples(
         self,
         f: Callable[[], float],
         params: list[torch.Tensor],
         hs: list[float],
+        n: int,
         last_pass: Callable[[list[float]], After | None],
         backup: list[torch.Tensor] | None = None,
     ) -> tuple[float | None, list[float], list[tuple[int, float]]]:
-        """Evaluate every sample's stencil, walking the parameters there and back exactly.
+        """Evaluate ``n`` samples' stencils, walking the parameters there and back exactly.
 
         ``last_pass(coefs)`` gives the work to do on each sample's way back, where ``coefs[i]``
         is ``D / h_i`` (``D`` the sample's directional difference); ``backup``: buffers that
@@ -146,7 +155,7 @@ class RandomizedFDM(GradientEstimator):
         side: list[float] = []
         drawn: list[tuple[int, float]] = []
         points = [t for t, _ in formula.points]
-        for _ in range(self.n_samples):
+        for _ in range(n):
             seed = self._draw_seed()
             walk = Walk(params, hs, points, self.sampler, seed, self.sampler.sphere_scale(seed, params), backup)
             deriv = formula.center * f0 if f0 is not None else 0.0
@@ -180,6 +189,7 @@ class SPSA(RandomizedFDM):
         opt: inner optimizer factory.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
+        n_samples_schedule: directions per estimate over time (see :class:`RandomizedFDM`).
 
     Example:
         >>> import torch
@@ -202,11 +212,13 @@ class SPSA(RandomizedFDM):
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        n_samples_schedule: SizeSchedule = None,
     ) -> None:
         super().__init__(
             params,
             h=h,
             n_samples=n_samples,
+            n_samples_schedule=n_samples_schedule,
             formula=formula,
             distribution="rademacher",
             opt=opt,
@@ -228,6 +240,7 @@ class RDSA(RandomizedFDM):
         opt: inner optimizer factory.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
+        n_samples_schedule: directions per estimate over time (see :class:`RandomizedFDM`).
 
     Example:
         >>> from torchzero_bridge.zeroth_order import RDSA
@@ -245,11 +258,13 @@ class RDSA(RandomizedFDM):
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        n_samples_schedule: SizeSchedule = None,
     ) -> None:
         super().__init__(
             params,
             h=h,
             n_samples=n_samples,
+            n_samples_schedule=n_samples_schedule,
             formula=formula,
             distribution="gaussian",
             opt=opt,
@@ -272,6 +287,7 @@ class GaussianSmoothing(RandomizedFDM):
         opt: inner optimizer factory.
         seed: seed of the directions.
         generator: draw the sample seeds from this generator instead.
+        n_samples_schedule: directions per estimate over time (see :class:`RandomizedFDM`).
 
     Example:
         >>> from torchzero_bridge.zeroth_order import GaussianSmoothing
@@ -290,11 +306,13 @@ class GaussianSmoothing(RandomizedFDM):
         opt: OptimizerSpec | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        n_samples_schedule: SizeSchedule = None,
     ) -> None:
         super().__init__(
             params,
             h=h,
             n_samples=n_samples,
+            n_samples_schedule=n_samples_schedule,
             formula=formula,
             distribution="gaussian",
             opt=opt,

@@ -284,6 +284,20 @@ NATIVE: dict[str, tuple[Factory, str]] = {
         ),
         "OnePlusOne",
     ),
+    "SwarmOfOptimizers(RandomWalk, breed)": (
+        lambda c, s: tzb.SwarmOfOptimizers(
+            _p(c),
+            lambda q: tzb.RandomWalk(q, lr=1.0, adapt=1.5),
+            n=6,
+            init_std=3.0,
+            patience=20,
+            mutate={"lr": 0.3},
+            size_schedule=tzb.LinearGrowth(6, by=1, every=50, limit=10),
+            bounds=BOX,
+            seed=s,
+        ),
+        "OnePlusOne",
+    ),
     "CMAESWrapper": (
         lambda c, s: tzb.CMAESWrapper([{"params": _p(c), "bounds": BOX}], 1.0, budget=100, seed=s + 1),
         "pycma",
@@ -330,6 +344,10 @@ MLP_NATIVE: dict[str, tuple[Factory, str]] = {
         lambda c, s: tzb.ParticleSwarm(_p(c), n_particles=30, init_std=MLP_SIGMA, size_schedule="linear", seed=s),
         "PSO",
     ),
+    "ParticleSwarm(init=fitted)": (
+        lambda c, s: tzb.ParticleSwarm(_p(c), n_particles=30, init="fitted", seed=s),
+        "PSO",
+    ),
     "EvolutionStrategy": (
         lambda c, s: tzb.EvolutionStrategy(_p(c), lr=MLP_SIGMA, n_parents=10, n_offspring=50, seed=s),
         "ES(10,50)",
@@ -339,6 +357,29 @@ MLP_NATIVE: dict[str, tuple[Factory, str]] = {
             _p(c), lr=MLP_SIGMA, n_parents=10, n_offspring=50, size_schedule="linear", seed=s
         ),
         "ES(10,50)",
+    ),
+    "EvolutionStrategy(init=fitted)": (
+        lambda c, s: tzb.EvolutionStrategy(_p(c), lr=MLP_SIGMA, n_parents=10, n_offspring=50, init="fitted", seed=s),
+        "ES(10,50)",
+    ),
+    "SwarmOfOptimizers(RandomWalk)": (
+        lambda c, s: tzb.SwarmOfOptimizers(
+            _p(c), lambda q: tzb.RandomWalk(q, lr=MLP_SIGMA, adapt=1.5), n=6, init_std=MLP_SIGMA, patience=20, seed=s
+        ),
+        "OnePlusOne",
+    ),
+    "SwarmOfOptimizers(RandomWalk, breed)": (
+        lambda c, s: tzb.SwarmOfOptimizers(
+            _p(c),
+            lambda q: tzb.RandomWalk(q, lr=MLP_SIGMA, adapt=1.5),
+            n=6,
+            init_std=MLP_SIGMA,
+            patience=20,
+            mutate={"lr": 0.3},
+            size_schedule=tzb.LinearGrowth(6, by=1, every=50, limit=10),
+            seed=s,
+        ),
+        "OnePlusOne",
     ),
     "CMAESWrapper": (
         lambda c, s: tzb.CMAESWrapper(_p(c), MLP_SIGMA, budget=1000, seed=s + 1),

@@ -5,12 +5,14 @@ system (a fixed number of explicit Euler steps of a 16-state model whose coeffic
 parameters), calibrated before the runs to cost about ``--cost-ms`` milliseconds per point on
 one core. Rows: ``DifferentialEvolutionWrapper`` (population 64) and ``ParticleSwarm``
 (64 particles), each serial (in this process) and with ``executor=`` a ``dask.distributed.Client``
-over a ``LocalCluster`` of 1, 2 and 4 worker processes (one thread each, loopback only), for a
-10 ms and a 1 ms objective. Reported: evaluations per second (``nfev`` over the wall time of the
-steps, the cluster already started and warmed up) and the speed-up over serial, as the median of
-``--repeats`` paired ratios (a serial run and a Dask run side by side, so that the load of a
-shared machine drifting between runs does not enter the ratio). Every distributed run is checked
-to end at the serial run's loss and parameters.
+over a ``LocalCluster`` of 1, 2 and 4 worker processes (one thread each, loopback only; with 2
+workers also with Dask's statistical profiler turned off), for a 10 ms and a 1 ms objective.
+A first row measures the machine's own limit: the same evaluations split over a plain process
+pool of two, nothing shipped per point and no scheduler. Reported: evaluations per second
+(``nfev`` over the wall time of the steps, the cluster already started and warmed up) and the
+speed-up over serial, as the median of ``--repeats`` paired ratios (a serial run and a Dask
+run side by side, so that the load of a shared machine drifting between runs does not enter
+the ratio). Every distributed run is checked to end at the serial run's loss and parameters.
 
 Run:  python benchmarks/bench_distributed.py            (writes benchmarks/results/distributed.json)
       python benchmarks/bench_distributed.py --quick    (fewer generations; a smoke run)
@@ -92,23 +94,71 @@ def run(method: str, steps: int, executor: Any, generations: int) -> dict[str, A
     return {"loss": loss, "x": w.detach().tolist(), "nfev": nfev, "wall_s": wall, "evals_per_s": nfev / wall}
 
 
+def _evaluate_n(args: tuple[int, int]) -> float:
+    """``n`` evaluations of the objective in this process (a plain process pool's task)."""
+    steps, n = args
+    torch.set_num_threads(1)
+    _, closure = make_problem(steps)
+    for _ in range(n):
+        closure()
+    return 0.0
+
+
+def ceiling(steps: int, evals: int, processes: int, repeats: int) -> list[float]:
+    """The machine's own limit: ``evals`` evaluations split over a plain process pool, against one process.
+
+    Nothing is shipped per point and no scheduler runs; the ratio is what ``processes`` cores give
+    this objective here, the most any executor could reach.
+    """
+    from multiprocessing import get_context
+
+    ratios = []
+    with get_context("spawn").Pool(processes) as pool:
+        pool.map(_evaluate_n, [(steps, 2)] * processes)  # workers import torch first
+        for _ in range(repeats):
+            t = time.perf_counter()
+            _evaluate_n((steps, evals))
+            one = time.perf_counter() - t
+            t = time.perf_counter()
+            pool.map(_evaluate_n, [(steps, evals // processes)] * processes)
+            ratios.append(one / (time.perf_counter() - t))
+    return ratios
+
+
+# (workers, Dask's statistical profiler on): the profiler samples each worker's stack every 10 ms
+CONFIGS = [(1, True), (2, True), (2, False), (4, True)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer generations and only 1 and 2 workers")
     parser.add_argument("--repeats", type=int, default=3, help="serial/Dask pairs per row (median reported)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    import dask
     from distributed import Client, LocalCluster
 
     torch.set_num_threads(1)
     generations = 3 if args.quick else 8
     repeats = 2 if args.quick else args.repeats
-    worker_counts = [1, 2] if args.quick else [1, 2, 4]
+    configs = CONFIGS[:2] if args.quick else CONFIGS
     rows: list[dict[str, Any]] = []
     for cost_ms in (10.0, 1.0):
         steps = calibrate(cost_ms)
-        for n in worker_counts:
+        limit = ceiling(steps, POP * 2, 2, repeats)
+        rows.append(
+            {
+                "method": "plain process pool",
+                "cost_ms": cost_ms,
+                "workers": 2,
+                "profiler": None,
+                "speedup": statistics.median(limit),
+                "speedups": limit,
+            }
+        )
+        for n, profiler in configs:
             with (
+                dask.config.set({"distributed.worker.profile.enabled": profiler}),
                 LocalCluster(
                     n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
                 ) as cluster,
@@ -124,13 +174,13 @@ def main() -> None:
                         assert same, f"{m} with {n} workers ended elsewhere than the serial run"
                         pairs.append((serial, r))
                     ratios = [r["evals_per_s"] / s0["evals_per_s"] for s0, r in pairs]
-                    mid = sorted(range(repeats), key=lambda i: ratios[i])[repeats // 2]
-                    s0, r = pairs[mid]
+                    s0, r = pairs[sorted(range(repeats), key=lambda i: ratios[i])[repeats // 2]]
                     rows.append(
                         {
                             "method": m,
                             "cost_ms": cost_ms,
                             "workers": n,
+                            "profiler": profiler,
                             "loss": r["loss"],
                             "nfev": r["nfev"],
                             "serial_evals_per_s": s0["evals_per_s"],
@@ -139,11 +189,15 @@ def main() -> None:
                             "speedups": ratios,
                         }
                     )
-    print(f"{'method':<14} {'cost':>6} {'workers':>8} {'nfev':>6} {'serial/s':>9} {'dask/s':>9} {'speed-up':>9}  pairs")
+    print(
+        f"{'method':<19} {'cost':>6} {'workers':>8} {'profiler':>8} {'serial/s':>9} {'dask/s':>9} "
+        f"{'speed-up':>9}  pairs"
+    )
     for r in rows:
+        prof = "-" if r["profiler"] is None else ("on" if r["profiler"] else "off")
+        rates = f"{r.get('serial_evals_per_s', float('nan')):>9.1f} {r.get('evals_per_s', float('nan')):>9.1f}"
         print(
-            f"{r['method']:<14} {r['cost_ms']:>4.0f}ms {r['workers']:>8} {r['nfev']:>6} "
-            f"{r['serial_evals_per_s']:>9.1f} {r['evals_per_s']:>9.1f} {r['speedup']:>8.2f}x  "
+            f"{r['method']:<19} {r['cost_ms']:>4.0f}ms {r['workers']:>8} {prof:>8} {rates} {r['speedup']:>8.2f}x  "
             + " ".join(f"{x:.2f}" for x in r["speedups"])
         )
     meta = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()}

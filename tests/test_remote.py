@@ -243,7 +243,9 @@ def _zeroing_closure(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -
     return closure
 
 
-def _swarm_run(executor: Any, member: str, source: str = "closure", closure: Any = None) -> tuple[Any, ...]:
+def _swarm_run(
+    executor: Any, member: str, source: str = "closure", closure: Any = None, **options: Any
+) -> tuple[Any, ...]:
     model, X, y, _, _ = _problem()
     if closure is None:
         closure = tzb.BatchObjective(model, mse, X, y) if source == "batch" else _zeroing_closure(model, X, y)
@@ -252,7 +254,7 @@ def _swarm_run(executor: Any, member: str, source: str = "closure", closure: Any
         if member == "Adam"
         else (tzb.RandomWalk, {"lr": 0.3, "adapt": 1.5, "seed": 7})
     )
-    opt = tzb.SwarmOfOptimizers(model.parameters(), factory, n=4, patience=2, seed=5, executor=executor)
+    opt = tzb.SwarmOfOptimizers(model.parameters(), factory, n=4, patience=2, seed=5, executor=executor, **options)
     for _ in range(5):
         loss = float(opt.step(closure))
     members = [{k: v for k, v in m.state_dict()["state"].items()} for m in opt.members]
@@ -264,6 +266,13 @@ def test_swarm_of_optimizers_on_dask_equals_the_serial_run(member: str, source: 
     """Members stepped on workers (their state shipped out and back) end where the serial swarm ends,
     with the same evaluation count and the same member optimizer states."""
     assert _swarm_run(dask_client, member, source) == _swarm_run(None, member, source)
+
+
+def test_a_breeding_growing_swarm_on_dask_equals_the_serial_run(dask_client: Any) -> None:
+    """Children with crossed-over Adam state, mutated lr and betas, and members added by a schedule:
+    the bred state and hyperparameters travel to the workers with each member's step."""
+    options = {"state_crossover": "swap", "mutate": True, "reset_state": ("exp_avg",), "size_schedule": "linear"}
+    assert _swarm_run(dask_client, "Adam", **options) == _swarm_run(None, "Adam", **options)
 
 
 def test_swarm_of_optimizers_on_a_thread_pool_equals_the_serial_run() -> None:

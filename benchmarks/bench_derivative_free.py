@@ -284,7 +284,7 @@ NATIVE: dict[str, tuple[Factory, str]] = {
         ),
         "OnePlusOne",
     ),
-    "SwarmOfOptimizers(RandomWalk, breed)": (
+    "SwarmOfOptimizers(breeding RandomWalk)": (
         lambda c, s: tzb.SwarmOfOptimizers(
             _p(c),
             lambda q: tzb.RandomWalk(q, lr=1.0, adapt=1.5),
@@ -368,7 +368,7 @@ MLP_NATIVE: dict[str, tuple[Factory, str]] = {
         ),
         "OnePlusOne",
     ),
-    "SwarmOfOptimizers(RandomWalk, breed)": (
+    "SwarmOfOptimizers(breeding RandomWalk)": (
         lambda c, s: tzb.SwarmOfOptimizers(
             _p(c),
             lambda q: tzb.RandomWalk(q, lr=MLP_SIGMA, adapt=1.5),

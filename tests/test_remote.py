@@ -306,7 +306,7 @@ def test_dask_reruns_the_chunk_of_a_killed_worker(dask_client: Any, tmp_path: An
     assert os.path.exists(marker), "no worker was killed"
     np.testing.assert_array_equal(losses, _serial_closure(flat, _closure_for(model, X, y), P))
     assert len(losses) == len(P)
-    dask_client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+    dask_client.wait_for_workers(2, timeout=120)  # the nanny restarts the killed worker
 
 
 def test_dask_sends_the_payload_again_when_its_last_copy_is_lost(dask_client: Any) -> None:
@@ -382,4 +382,4 @@ def test_a_worker_killed_mid_run_changes_nothing(method: str, dask_client: Any, 
         runs.append((loss, nfev, [float(v) for p in model.parameters() for v in p.detach().reshape(-1)]))
     assert os.path.exists(marker), "no worker was killed"
     assert runs[1] == runs[0]
-    dask_client.wait_for_workers(2, timeout=60)
+    dask_client.wait_for_workers(2, timeout=120)

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.device import INTEGER_OPTIMIZERS, FlatSpace
 from torchzero_bridge.errors import IgnoredOptionWarning
 
-__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "to_device", "warn_ignored", "write_best"]
+__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "put_back", "to_device", "warn_ignored", "write_best"]
 
 
 def warn_ignored(option: str, reason: str) -> None:
@@ -51,16 +52,34 @@ def to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def write_best(space: FlatSpace, best: torch.Tensor) -> None:
-    """Write the incumbent and drop gradients from trial points; a KeyboardInterrupt mid-write rewrites it."""
+def put_back(tensors: list[torch.Tensor], write: Callable[[], None]) -> None:
+    """Run ``write`` (which puts values into ``tensors``), then clear their ``.grad``, to the end.
+
+    A KeyboardInterrupt landing in the middle does the whole thing again and is raised once it
+    is complete, so an interrupt never leaves half the tensors at a trial point, nor gradients
+    that belong to one.
+
+    Example:
+        >>> import torch
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> w.grad = torch.ones(2)
+        >>> put_back([w], lambda: w.data.copy_(torch.tensor([1.0, 2.0])))
+        >>> w.tolist(), w.grad
+        ([1.0, 2.0], None)
+    """
     pending: BaseException | None = None
     while True:
         try:
-            space.write(best)
-            for p in space.flat.params:  # gradients from a trial point would not match the parameters
+            write()
+            for p in tensors:
                 p.grad = None
             break
         except KeyboardInterrupt as exc:
             pending = exc
     if pending is not None:
         raise pending
+
+
+def write_best(space: FlatSpace, best: torch.Tensor) -> None:
+    """Write the incumbent and drop gradients from trial points; a KeyboardInterrupt mid-write rewrites it."""
+    put_back(list(space.flat.params), lambda: space.write(best))

@@ -30,6 +30,7 @@ from torchzero_bridge.core.param_checks import check_added_group, check_groups_d
 from torchzero_bridge.core.state import StatefulOptimizer
 from torchzero_bridge.zeroth_order.estimators.base import ParamsArg
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
+from torchzero_bridge.zeroth_order.space import put_back
 
 __all__ = ["InnerStepWrapper", "counting_closure"]
 
@@ -123,17 +124,7 @@ class InnerStepWrapper(StatefulOptimizer, SkipsFrozen, torch.optim.Optimizer):
         The error path of every wrapper: gradients from a trial point would not match the start,
         and a second interrupt landing in the copy must not leave half the tensors behind.
         """
-        pending: BaseException | None = None
-        while True:
-            try:
-                self._put(x0)
-                for p in self._tensors():
-                    p.grad = None
-                break
-            except KeyboardInterrupt as exc:
-                pending = exc
-        if pending is not None:
-            raise pending
+        put_back(self._tensors(), lambda: self._put(x0))
 
     def _inner_step(self, closure: Callable[..., Any]) -> float:
         """Step the inner optimizer with the closure; its loss at the start point as a float."""

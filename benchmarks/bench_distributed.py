@@ -8,11 +8,14 @@ one core. Rows: ``DifferentialEvolutionWrapper`` (population 64) and ``ParticleS
 over a ``LocalCluster`` of 1, 2 and 4 worker processes (one thread each, loopback only; with 2
 workers also with Dask's statistical profiler turned off), for a 10 ms and a 1 ms objective.
 A first row measures the machine's own limit: the same evaluations split over a plain process
-pool of two, nothing shipped per point and no scheduler. Reported: evaluations per second
-(``nfev`` over the wall time of the steps, the cluster already started and warmed up) and the
-speed-up over serial, as the median of ``--repeats`` paired ratios (a serial run and a Dask
-run side by side, so that the load of a shared machine drifting between runs does not enter
-the ratio). Every distributed run is checked to end at the serial run's loss and parameters.
+pool of two, nothing shipped per point and no scheduler; a second measures Dask's own latency
+(the time a generation of two one-row tasks spends outside the evaluations), and a last row
+runs two workers on a population of 128, whose longer chunks spread that latency thinner.
+Reported: evaluations per second (``nfev`` over the wall time of the steps, the cluster
+already started and warmed up) and the speed-up over serial, as the median of ``--repeats``
+paired ratios (a serial run and a Dask run side by side, so that the load of a shared machine
+drifting between runs does not enter the ratio). Every distributed run is checked to end at
+the serial run's loss and parameters.
 
 Run:  python benchmarks/bench_distributed.py            (writes benchmarks/results/distributed.json)
       python benchmarks/bench_distributed.py --quick    (fewer generations; a smoke run)
@@ -66,13 +69,13 @@ def calibrate(cost_ms: float) -> int:
     return max(1, round(cost_ms / 1000 / per_step))
 
 
-def run(method: str, steps: int, executor: Any, generations: int) -> dict[str, Any]:
+def run(method: str, steps: int, executor: Any, generations: int, pop: int = POP) -> dict[str, Any]:
     w, closure = make_problem(steps)
     if method == "DE":
         opt: Any = tzb.DifferentialEvolutionWrapper(
             [w],
             {"bounds": [(-2.0, 2.0)] * 16},
-            popsize=POP // 16,
+            popsize=pop // 16,
             maxiter=generations,
             tol=0,
             polish=False,
@@ -85,7 +88,7 @@ def run(method: str, steps: int, executor: Any, generations: int) -> dict[str, A
         wall = time.perf_counter() - t
         nfev = int(opt.result.nfev)
     else:
-        opt = tzb.ParticleSwarm([w], n_particles=POP, bounds=(-2.0, 2.0), seed=0, executor=executor)
+        opt = tzb.ParticleSwarm([w], n_particles=pop, bounds=(-2.0, 2.0), seed=0, executor=executor)
         t = time.perf_counter()
         for _ in range(generations):
             loss = float(opt.step(closure))
@@ -125,8 +128,36 @@ def ceiling(steps: int, evals: int, processes: int, repeats: int) -> list[float]
     return ratios
 
 
-# (workers, Dask's statistical profiler on): the profiler samples each worker's stack every 10 ms
-CONFIGS = [(1, True), (2, True), (2, False), (4, True)]
+# (workers, Dask's statistical profiler on, population): the profiler samples each worker's stack
+# every 10 ms; the larger population spreads a generation's fixed round trip over longer chunks
+CONFIGS = [(1, True, POP), (2, True, POP), (2, False, POP), (4, True, POP), (2, True, 2 * POP)]
+
+
+def _timed_rows(job: Any, X: Any) -> float:
+    """A task that evaluates its rows and returns how long that took on the worker."""
+    t = time.perf_counter()
+    job.run(X)
+    return time.perf_counter() - t
+
+
+def round_trip_ms(client: Any, steps: int, repeats: int = 20) -> list[float]:
+    """Milliseconds a generation of two one-row tasks spends outside the evaluations (Dask's latency)."""
+    import numpy as np
+
+    from torchzero_bridge.core.flat import FlatParams
+    from torchzero_bridge.core.remote import RemoteEvaluator
+
+    w, closure = make_problem(steps)
+    flat = FlatParams([w])
+    remote = RemoteEvaluator(client, closure, flat)
+    rows = np.zeros((2, flat.n))
+    remote.run_tasks(_timed_rows, [(rows[:1],), (rows[1:],)])
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        inside = remote.run_tasks(_timed_rows, [(rows[:1],), (rows[1:],)])
+        out.append(1000 * (time.perf_counter() - t - max(inside)))
+    return out
 
 
 def main() -> None:
@@ -152,11 +183,12 @@ def main() -> None:
                 "cost_ms": cost_ms,
                 "workers": 2,
                 "profiler": None,
+                "population": POP * 2,
                 "speedup": statistics.median(limit),
                 "speedups": limit,
             }
         )
-        for n, profiler in configs:
+        for n, profiler, pop in configs:
             with (
                 dask.config.set({"distributed.worker.profile.enabled": profiler}),
                 LocalCluster(
@@ -165,11 +197,24 @@ def main() -> None:
                 Client(cluster) as client,
             ):
                 run("DE", steps, client, 1)  # warm-up: workers import torch and the package
+                if n == 2 and profiler and pop == POP:
+                    trips = round_trip_ms(client, steps)
+                    rows.append(
+                        {
+                            "method": "Dask round trip (ms)",
+                            "cost_ms": cost_ms,
+                            "workers": 2,
+                            "profiler": True,
+                            "population": 2,
+                            "speedup": statistics.median(trips),
+                            "speedups": trips[:3],
+                        }
+                    )
                 for m in ("DE", "ParticleSwarm"):
                     pairs = []
                     for _ in range(repeats):  # side by side: the machine's load drifts between runs
-                        serial = run(m, steps, None, generations)
-                        r = run(m, steps, client, generations)
+                        serial = run(m, steps, None, generations, pop)
+                        r = run(m, steps, client, generations, pop)
                         same = r["loss"] == serial["loss"] and r["x"] == serial["x"]
                         assert same, f"{m} with {n} workers ended elsewhere than the serial run"
                         pairs.append((serial, r))
@@ -181,6 +226,7 @@ def main() -> None:
                             "cost_ms": cost_ms,
                             "workers": n,
                             "profiler": profiler,
+                            "population": pop,
                             "loss": r["loss"],
                             "nfev": r["nfev"],
                             "serial_evals_per_s": s0["evals_per_s"],
@@ -190,15 +236,15 @@ def main() -> None:
                         }
                     )
     print(
-        f"{'method':<19} {'cost':>6} {'workers':>8} {'profiler':>8} {'serial/s':>9} {'dask/s':>9} "
+        f"{'method':<20} {'cost':>6} {'workers':>8} {'profiler':>8} {'pop':>5} {'serial/s':>9} {'dask/s':>9} "
         f"{'speed-up':>9}  pairs"
     )
     for r in rows:
         prof = "-" if r["profiler"] is None else ("on" if r["profiler"] else "off")
         rates = f"{r.get('serial_evals_per_s', float('nan')):>9.1f} {r.get('evals_per_s', float('nan')):>9.1f}"
         print(
-            f"{r['method']:<19} {r['cost_ms']:>4.0f}ms {r['workers']:>8} {prof:>8} {rates} {r['speedup']:>8.2f}x  "
-            + " ".join(f"{x:.2f}" for x in r["speedups"])
+            f"{r['method']:<20} {r['cost_ms']:>4.0f}ms {r['workers']:>8} {prof:>8} {r['population']:>5} {rates} "
+            f"{r['speedup']:>8.2f}x  " + " ".join(f"{x:.2f}" for x in r["speedups"])
         )
     meta = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

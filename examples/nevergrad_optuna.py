@@ -67,9 +67,9 @@ db = Path(__file__).with_name("optuna_study.db")
 storage = os.environ.get("TZB_OPTUNA_STORAGE", f"sqlite:///{db}")
 model = make_model()
 groups = [{"params": list(model.parameters()), "bounds": (-4.0, 4.0)}]
-opt = tzb.OptunaWrapper(groups, n_trials=60, seed=0, storage=storage, study_name="iris-linear")
+opt = tzb.OptunaWrapper(groups, n_trials=30, seed=0, storage=storage, study_name="iris-linear")
 loss = float(opt.step(closure_for(model)))
 n = len(opt.study.trials)
 print(f"optuna TPE             loss {loss:.4f}  accuracy {accuracy(model):.3f}  ({n} trials in {storage})")
 loss = float(opt.step(closure_for(model)))  # a second step continues the same study
-assert len(opt.study.trials) == n + 60 and loss <= opt.study.best_value + 1e-6
+assert len(opt.study.trials) == n + 30 and loss <= opt.study.best_value + 1e-6

@@ -37,6 +37,7 @@ import torch
 from torchzero_bridge._checks import check_int
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.zeroth_order.smooth_directions import Distribution
+from torchzero_bridge.zeroth_order.space import check_saved_shape
 from torchzero_bridge.zeroth_order.walks import _Walk
 
 __all__ = ["AdaptiveOrderWalk"]
@@ -142,12 +143,7 @@ class AdaptiveOrderWalk(_Walk):
         st.setdefault("scale", 1.0)
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
-        v = st.get("vel")
-        if v is not None and tuple(v.shape) != (self.max_order - 1, space.n):
-            raise ValueError(
-                f"state_dict: saved velocities have shape {tuple(v.shape)}, expected {(self.max_order - 1, space.n)} "
-                f"for max_order={self.max_order}"
-            )
+        check_saved_shape(st, "vel", (self.max_order - 1, space.n), f" for max_order={self.max_order}")
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         if self._stalled(space, st):

@@ -30,6 +30,7 @@ from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn
 from torchzero_bridge.zeroth_order.initializers import InitSpec, PerturbInit, draw_population, resolve_init
 from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
 from torchzero_bridge.zeroth_order.search import uniform_in_bounds
+from torchzero_bridge.zeroth_order.space import check_saved_shape
 
 __all__ = ["RECOMBINATIONS", "EvolutionStrategy", "ParticleSwarm"]
 
@@ -44,8 +45,7 @@ def _check_rows(st: dict[str, Any], key: str, rows: int | None, n: int) -> None:
     if rows is None:
         ok = t.ndim == 2 and t.shape[1] == n and t.shape[0] >= 2
         rows = t.shape[0] if ok else -1
-    if tuple(t.shape) != (rows, n):
-        raise ValueError(f"state_dict: saved {key!r} has shape {tuple(t.shape)}, expected {(rows, n)}")
+    check_saved_shape(st, key, (rows, n))
 
 
 class ParticleSwarm(DerivativeFreeOptimizer):

@@ -19,7 +19,15 @@ from torchzero_bridge._warn import warn_user
 from torchzero_bridge.core.device import INTEGER_OPTIMIZERS, FlatSpace
 from torchzero_bridge.errors import IgnoredOptionWarning
 
-__all__ = ["INTEGER_OPTIMIZERS", "FlatSpace", "put_back", "to_device", "warn_ignored", "write_best"]
+__all__ = [
+    "INTEGER_OPTIMIZERS",
+    "FlatSpace",
+    "check_saved_shape",
+    "put_back",
+    "to_device",
+    "warn_ignored",
+    "write_best",
+]
 
 
 def warn_ignored(option: str, reason: str) -> None:
@@ -50,6 +58,22 @@ def to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, list):
         return [to_device(v, device) for v in obj]
     return obj
+
+
+def check_saved_shape(st: dict[str, Any], key: str, shape: tuple[int, ...], note: str = "") -> None:
+    """Refuse a checkpoint whose tensor ``st[key]`` (when present) does not have ``shape``.
+
+    Example:
+        >>> import torch
+        >>> check_saved_shape({"vel": torch.zeros(2, 3)}, "vel", (2, 3))
+        >>> check_saved_shape({"vel": torch.zeros(1, 3)}, "vel", (2, 3), " for max_order=3")
+        Traceback (most recent call last):
+        ...
+        ValueError: state_dict: saved 'vel' has shape (1, 3), expected (2, 3) for max_order=3
+    """
+    t = st.get(key)
+    if t is not None and tuple(t.shape) != shape:
+        raise ValueError(f"state_dict: saved {key!r} has shape {tuple(t.shape)}, expected {shape}{note}")
 
 
 def put_back(tensors: list[torch.Tensor], write: Callable[[], None]) -> None:

@@ -42,6 +42,7 @@ from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn
 from torchzero_bridge.zeroth_order.initializers import InitSpec, draw_population, resolve_init
 from torchzero_bridge.zeroth_order.inner import OptimizerSpec, build_optimizer, check_spec, forward_groups
 from torchzero_bridge.zeroth_order.schedules import SizeSchedule, resolve_size_schedule
+from torchzero_bridge.zeroth_order.space import check_saved_shape
 from torchzero_bridge.zeroth_order.swarm_remote import member_groups, step_members_remotely
 
 __all__ = ["SwarmOfOptimizers"]
@@ -229,9 +230,7 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
         """Restore the members (as many as were saved) and check the positions against them."""
         saved, initial = st.pop("members", None), st.pop("initial", None)
         count = len(saved) if saved is not None else len(self.members)
-        pos = st.get("positions")
-        if pos is not None and tuple(pos.shape) != (count, space.n):
-            raise ValueError(f"state_dict: saved positions have shape {tuple(pos.shape)}, expected {(count, space.n)}")
+        check_saved_shape(st, "positions", (count, space.n))
         if saved is not None:
             if count < 2:
                 raise ValueError(f"state_dict: it holds {count} member optimizers, a swarm needs at least 2")

@@ -39,6 +39,7 @@ from torchzero_bridge._checks import check_int, check_positive, check_real
 from torchzero_bridge.core.device import FlatSpace
 from torchzero_bridge.zeroth_order.dfo_base import DerivativeFreeOptimizer, warn_ignored
 from torchzero_bridge.zeroth_order.smooth_directions import Distribution, make_sampler
+from torchzero_bridge.zeroth_order.space import check_saved_shape
 
 __all__ = ["ON_REJECT", "RandomWalk", "SecondOrderRandomWalk", "check_adapt"]
 
@@ -241,12 +242,7 @@ class RandomWalk(_Walk):
         st.setdefault("scale", 1.0)
 
     def _load_state(self, space: FlatSpace, st: dict[str, Any]) -> None:
-        d = st.get("diffs")
-        if d is not None and tuple(d.shape) != (self.order - 1, space.n):
-            raise ValueError(
-                f"state_dict: saved differences have shape {tuple(d.shape)}, expected {(self.order - 1, space.n)} "
-                f"for order={self.order}"
-            )
+        check_saved_shape(st, "diffs", (self.order - 1, space.n), f" for order={self.order}")
 
     def _step(self, space: FlatSpace, st: dict[str, Any]) -> None:
         if self._stalled(space, st):

@@ -348,8 +348,12 @@ class DerivativeFreeOptimizer(StatefulOptimizer, SkipsFrozen, GroupOptionsChecke
         if self.executor is None:
             return closure if isinstance(closure, BatchObjective) else None
         if self._remote is None or self._remote.source is not closure:
-            self._remote = RemoteEvaluator(self.executor, closure, space.flat)
+            self._remote = RemoteEvaluator(self.executor, closure, space.flat, extra=self._remote_extra(space))
         return self._remote
+
+    def _remote_extra(self, space: FlatSpace) -> Any:
+        """What the workers' tasks need besides the closure (shipped once with it); see swarms."""
+        return None
 
     def _sync_incumbent(self, space: FlatSpace, st: dict[str, Any]) -> None:
         x = space.read()

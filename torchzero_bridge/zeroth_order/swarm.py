@@ -285,15 +285,12 @@ class SwarmOfOptimizers(DerivativeFreeOptimizer):
             X += self.gravity * (best - X)
             st["positions"] = space.project(X)
 
-    def _population_source(self, closure: Callable[..., Any], space: FlatSpace) -> Any:
-        """With an executor: a RemoteEvaluator shipping the closure and the members' factory."""
-        if self.executor is None:
-            return None  # members step with the closure; populations are not evaluated here
-        if self._remote is None or self._remote.source is not closure:
-            groups = member_groups(forward_groups(self.param_groups, ["bounds"]), space.flat.params)
-            extra = (self.optimizers_factory, groups)
-            self._remote = RemoteEvaluator(self.executor, closure, space.flat, extra=extra)
-        return self._remote
+    def _remote_extra(self, space: FlatSpace) -> Any:
+        """The members' factory and param groups, for the workers that step them."""
+        return (
+            self.optimizers_factory,
+            member_groups(forward_groups(self.param_groups, ["bounds"]), space.flat.params),
+        )
 
     def _closure_for_members(self, space: FlatSpace) -> Callable[..., Any]:
         user = self._user_closure
